@@ -1,0 +1,142 @@
+"""Exact quantities on an n×n grid over the 2-D latent box (midpoint rule, all in log space).
+
+For one observation x: evaluate log p_θ(x, z) and log q_φ(z|x) at the cell centres. Then
+log p(x) = logsumexp(grid) + log ΔA; log p(z|x) = log p(x, z) − log p(x);
+KL(q‖p) = Σ q (log q − log p(z|x)) ΔA; KL(p‖q) = Σ p(z|x) (log p(z|x) − log q) ΔA;
+exact ELBO = log p(x) − KL(q‖p). Arrays are indexed [i₁, i₂] (z₁ along the first axis).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+MODE_MIN_MASS = 0.05
+Q_MASS_WARN = 0.99
+
+
+@dataclass(frozen=True)
+class Grid:
+    box: tuple[float, float, float, float]
+    n: int
+    z1: np.ndarray  # [n] cell centres along z₁
+    z2: np.ndarray  # [n]
+    points: torch.Tensor  # [n*n, 2], row-major over (i₁, i₂)
+
+    @property
+    def cell(self) -> tuple[float, float]:
+        return (self.box[1] - self.box[0]) / self.n, (self.box[3] - self.box[2]) / self.n
+
+    @property
+    def log_cell_area(self) -> float:
+        h1, h2 = self.cell
+        return math.log(h1 * h2)
+
+
+def make_grid(box: tuple[float, float, float, float], n: int, dtype: torch.dtype = torch.float32,
+              device: torch.device | str = "cpu") -> Grid:
+    h1, h2 = (box[1] - box[0]) / n, (box[3] - box[2]) / n
+    z1 = box[0] + h1 * (np.arange(n) + 0.5)
+    z2 = box[2] + h2 * (np.arange(n) + 0.5)
+    g1, g2 = np.meshgrid(z1, z2, indexing="ij")
+    points = torch.as_tensor(np.stack([g1.ravel(), g2.ravel()], -1), dtype=dtype, device=device)
+    return Grid(tuple(float(b) for b in box), n, z1, z2, points)
+
+
+@dataclass(frozen=True)
+class Mode:
+    """A basin of the posterior grid density holding ≥ 5 % of its mass."""
+
+    center: tuple[float, float]  # the basin's peak
+    p_mass: float  # posterior mass in the basin
+    q_mass: float  # q's mass in the basin
+
+
+@dataclass(frozen=True)
+class GridStats:
+    log_px: float
+    kl_qp: float
+    kl_pq: float
+    elbo_exact: float
+    q_mass: float  # q's mass inside the box
+    log_post: np.ndarray  # [n, n] normalised log p(z|x) (a density: integrates to 1 over the box)
+    log_q: np.ndarray  # [n, n] log q(z|x)
+    modes: tuple[Mode, ...]
+    warnings: tuple[str, ...]
+
+
+def _logsumexp(a: np.ndarray) -> float:
+    m = float(np.max(a))
+    if not math.isfinite(m):
+        return m
+    return m + math.log(float(np.sum(np.exp(a - m))))
+
+
+def basins(log_density: np.ndarray) -> np.ndarray:
+    """Label each cell by the local maximum that steepest ascent over its 8 neighbours reaches."""
+    n1, n2 = log_density.shape
+    padded = np.pad(log_density, 1, constant_values=-np.inf)
+    idx = np.arange(n1 * n2).reshape(n1, n2)
+    padded_idx = np.pad(idx, 1, constant_values=-1)
+    offsets = [(0, 0)] + [(d1, d2) for d1 in (-1, 0, 1) for d2 in (-1, 0, 1) if (d1, d2) != (0, 0)]
+    vals = np.stack([padded[1 + d1 : 1 + d1 + n1, 1 + d2 : 1 + d2 + n2] for d1, d2 in offsets])
+    nbrs = np.stack([padded_idx[1 + d1 : 1 + d1 + n1, 1 + d2 : 1 + d2 + n2] for d1, d2 in offsets])
+    best = np.argmax(vals, axis=0)  # ties keep the cell itself (offset 0 comes first)
+    parent = np.take_along_axis(nbrs, best[None], 0)[0].ravel()
+    while True:  # pointer jumping: O(log path length) passes
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            return parent.reshape(n1, n2)
+        parent = grand
+
+
+def grid_stats(log_joint: np.ndarray, log_q: np.ndarray, grid: Grid) -> GridStats:
+    """All exact quantities from log p_θ(x, z) and log q_φ(z|x) on the grid ([n, n] each, any float)."""
+    log_joint = np.asarray(log_joint, dtype=np.float64)
+    log_q = np.asarray(log_q, dtype=np.float64)
+    log_area = grid.log_cell_area
+    warnings: list[str] = []
+    log_px = _logsumexp(log_joint) + log_area
+    if not math.isfinite(log_px):
+        nan = float("nan")
+        return GridStats(nan, nan, nan, nan, nan, np.full_like(log_joint, -np.inf), log_q, (),
+                         ("log p(x, z) is not finite anywhere on the grid",))
+    log_post = log_joint - log_px
+    post_mass = np.exp(log_post + log_area)  # per-cell masses, sum to 1
+    q_cell = np.exp(log_q + log_area)
+    q_mass = float(q_cell.sum())
+    finite_q = np.isfinite(log_q)
+    diff = np.where(finite_q, log_q - log_post, 0.0)
+    kl_qp = float(np.sum(q_cell * diff))
+    kl_pq = float(np.sum(post_mass * np.where(finite_q, -diff, np.inf))) if post_mass.any() else float("nan")
+    if q_mass < Q_MASS_WARN:
+        warnings.append(f"only {q_mass:.1%} of q's mass is inside the box: the KLs are approximate")
+    if post_mass.max() > 0.25:
+        warnings.append("the posterior is narrower than a grid cell: raise view.grid for exact numbers")
+    edge = post_mass[0].sum() + post_mass[-1].sum() + post_mass[:, 0].sum() + post_mass[:, -1].sum()
+    if edge > 1e-3:
+        warnings.append(f"{edge:.1%} of the posterior's mass is on the box edge: log p(x) is underestimated")
+
+    labels = basins(log_post).ravel()
+    p_by_basin = np.bincount(labels, weights=post_mass.ravel(), minlength=labels.size)
+    q_by_basin = np.bincount(labels, weights=q_cell.ravel(), minlength=labels.size)
+    modes = []
+    for root in np.flatnonzero(p_by_basin >= MODE_MIN_MASS):
+        i1, i2 = divmod(int(root), grid.n)
+        modes.append(Mode((float(grid.z1[i1]), float(grid.z2[i2])), float(p_by_basin[root]), float(q_by_basin[root])))
+    modes.sort(key=lambda m: -m.p_mass)
+    return GridStats(log_px, kl_qp, kl_pq, log_px - kl_qp, q_mass, log_post, log_q, tuple(modes), tuple(warnings))
+
+
+def posterior_moments(log_post: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Mean [2] and covariance [2, 2] of the grid posterior (for tests and the docs)."""
+    mass = np.exp(log_post + grid.log_cell_area)
+    mass = mass / mass.sum()
+    g1, g2 = np.meshgrid(grid.z1, grid.z2, indexing="ij")
+    pts = np.stack([g1.ravel(), g2.ravel()], -1)
+    w = mass.ravel()
+    mean = w @ pts
+    centred = pts - mean
+    return mean, (centred * w[:, None]).T @ centred

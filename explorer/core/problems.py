@@ -1,0 +1,413 @@
+"""Toy problems with a 2-D latent (gaussian also allows any dimension).
+
+A problem is a prior p(z), a likelihood p(x|z) with true parameters θ*, a data set drawn from it and a
+latent box for the grid. Its learnable decoder family is a small ``nn.Module`` (the problem's own
+parametric family, which contains θ*); ``decoder = "mlp"`` swaps in a generic MLP likelihood instead.
+
+Shapes: x is [B, x_dim]; z is [..., B, z_dim] with any leading particle axes (usually [M, K]);
+log-densities come back as [..., B].
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from .errors import ConfigError
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def log_normal(x: Tensor, mean: Tensor, log_std: Tensor | float) -> Tensor:
+    """Elementwise log N(x; mean, exp(log_std)^2)."""
+    log_std = torch.as_tensor(log_std, dtype=x.dtype, device=x.device)
+    return -0.5 * (((x - mean) * torch.exp(-log_std)) ** 2) - log_std - 0.5 * LOG_2PI
+
+
+def std_normal_log_prob(z: Tensor) -> Tensor:
+    """log N(z; 0, I) summed over the last axis."""
+    return -0.5 * (z**2).sum(-1) - 0.5 * z.shape[-1] * LOG_2PI
+
+
+class Decoder(nn.Module):
+    """p_θ(x, z) = p_θ(z) p_θ(x|z). Subclasses give ``log_prior`` and ``log_lik``."""
+
+    def log_prior(self, z: Tensor) -> Tensor:  # [..., B, d] -> [..., B]
+        raise NotImplementedError
+
+    def log_lik(self, x: Tensor, z: Tensor) -> Tensor:  # x [B, xd], z [..., B, d] -> [..., B]
+        raise NotImplementedError
+
+    def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
+        return self.log_prior(z) + self.log_lik(x, z)
+
+    def sample_x(self, z: Tensor, generator: torch.Generator) -> Tensor:
+        raise NotImplementedError
+
+
+class GaussianLikDecoder(Decoder):
+    """A decoder whose likelihood is N(x; mean_θ(z), σ_θ² I) (every problem here)."""
+
+    def lik_mean(self, z: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def lik_log_std(self) -> Tensor:
+        raise NotImplementedError
+
+    def log_lik(self, x: Tensor, z: Tensor) -> Tensor:
+        return log_normal(x, self.lik_mean(z), self.lik_log_std()).sum(-1)
+
+    def sample_x(self, z: Tensor, generator: torch.Generator) -> Tensor:
+        mean = self.lik_mean(z)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        return mean + torch.exp(self.lik_log_std()) * noise
+
+
+def _param(value: Any) -> nn.Parameter:
+    return nn.Parameter(torch.as_tensor(value, dtype=torch.get_default_dtype()).clone())
+
+
+# --------------------------------------------------------------------------- parametric families
+class GaussianFamily(GaussianLikDecoder):
+    """z ~ N(μ, I_d), x|z ~ N(z, I_d). θ = μ."""
+
+    def __init__(self, mu: list[float]):
+        super().__init__()
+        self.mu = _param(mu)
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        return std_normal_log_prob(z - self.mu)
+
+    def lik_mean(self, z: Tensor) -> Tensor:
+        return z
+
+    def lik_log_std(self) -> Tensor:
+        return torch.zeros((), dtype=self.mu.dtype, device=self.mu.device)
+
+
+class BimodalFamily(GaussianLikDecoder):
+    """z ~ N(0, I); x|z ~ N((a z₁², c z₂), σ² I). θ = (a, c, log σ); θ* = (1, 1, log σ*)."""
+
+    def __init__(self, a: float, c: float, log_sigma: float):
+        super().__init__()
+        self.a, self.c, self.log_sigma = _param(a), _param(c), _param(log_sigma)
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        return std_normal_log_prob(z)
+
+    def lik_mean(self, z: Tensor) -> Tensor:
+        return torch.stack([self.a * z[..., 0] ** 2, self.c * z[..., 1]], dim=-1)
+
+    def lik_log_std(self) -> Tensor:
+        return self.log_sigma
+
+
+class RingFamily(GaussianLikDecoder):
+    """z ~ N(0, I); scalar x|z ~ N(r‖z‖ + c, σ²). θ = (r, c, log σ); θ* = (1, 0, log σ*)."""
+
+    def __init__(self, r: float, c: float, log_sigma: float):
+        super().__init__()
+        self.r, self.c, self.log_sigma = _param(r), _param(c), _param(log_sigma)
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        return std_normal_log_prob(z)
+
+    def lik_mean(self, z: Tensor) -> Tensor:
+        # sqrt(|z|² + tiny) keeps the gradient finite at the origin
+        radius = torch.sqrt((z**2).sum(-1, keepdim=True) + 1e-12)
+        return self.r * radius + self.c
+
+    def lik_log_std(self) -> Tensor:
+        return self.log_sigma
+
+
+class BananaFamily(GaussianLikDecoder):
+    """z ~ N(0, I); scalar x|z ~ N(c z₂ − b z₁², σ²). θ = (b, c, log σ); θ* = (b*, 1, log σ*)."""
+
+    def __init__(self, b: float, c: float, log_sigma: float):
+        super().__init__()
+        self.b, self.c, self.log_sigma = _param(b), _param(c), _param(log_sigma)
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        return std_normal_log_prob(z)
+
+    def lik_mean(self, z: Tensor) -> Tensor:
+        return (self.c * z[..., 1] - self.b * z[..., 0] ** 2).unsqueeze(-1)
+
+    def lik_log_std(self) -> Tensor:
+        return self.log_sigma
+
+
+class FunnelFamily(GaussianLikDecoder):
+    """Neal's funnel prior z₁ ~ N(0, 3²), z₂|z₁ ~ N(0, e^{z₁}); x|z ~ N(a ⊙ z, s² I).
+
+    θ = (a, log s) with θ* = ((1, 1), log s*). The prior is fixed: it is what makes the funnel.
+    """
+
+    def __init__(self, a: list[float], log_s: float):
+        super().__init__()
+        self.a, self.log_s = _param(a), _param(log_s)
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        z1, z2 = z[..., 0], z[..., 1]
+        return log_normal(z1, 0.0, math.log(3.0)) + log_normal(z2, 0.0, 0.5 * z1)
+
+    def lik_mean(self, z: Tensor) -> Tensor:
+        return self.a * z
+
+    def lik_log_std(self) -> Tensor:
+        return self.log_s
+
+
+class MixtureFamily(GaussianLikDecoder):
+    """Prior: a mixture of G isotropic Gaussians on a circle; x|z ~ N(z, s² I) with s large.
+
+    θ = (mixture logits, log s); the component means and width are fixed.
+    """
+
+    def __init__(self, logits: list[float], log_s: float, means: Tensor, comp_std: float):
+        super().__init__()
+        self.logits, self.log_s = _param(logits), _param(log_s)
+        self.register_buffer("means", means.to(torch.get_default_dtype()))
+        self.comp_log_std = math.log(comp_std)
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        comp = log_normal(z.unsqueeze(-2), self.means, self.comp_log_std).sum(-1)  # [..., B, G]
+        return torch.logsumexp(comp + torch.log_softmax(self.logits, -1), dim=-1)
+
+    def lik_mean(self, z: Tensor) -> Tensor:
+        return z
+
+    def lik_log_std(self) -> Tensor:
+        return self.log_s
+
+
+class MLPDecoder(GaussianLikDecoder):
+    """Generic option: the problem's fixed prior, x|z ~ N(MLP_θ(z), σ_θ² I)."""
+
+    def __init__(self, prior: Callable[[Tensor], Tensor], z_dim: int, x_dim: int, hidden: list[int]):
+        super().__init__()
+        self._prior = prior
+        self.net = mlp(z_dim, hidden, x_dim)
+        self.log_sigma = _param(0.0)
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        return self._prior(z)
+
+    def lik_mean(self, z: Tensor) -> Tensor:
+        return self.net(z)
+
+    def lik_log_std(self) -> Tensor:
+        return self.log_sigma
+
+
+def mlp(n_in: int, hidden: list[int], n_out: int, act: type[nn.Module] = nn.SiLU) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = n_in
+    for h in hidden:
+        layers += [nn.Linear(width, h), act()]
+        width = h
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+# --------------------------------------------------------------------------- the problem registry
+@dataclass(frozen=True)
+class OptionSpec:
+    default: Any
+    help: str
+    kind: str = "float"  # float | int | floats
+
+
+@dataclass
+class Problem:
+    """A toy problem, resolved from its options. ``box`` = (z1_min, z1_max, z2_min, z2_max)."""
+
+    name: str
+    summary: str
+    x_dim: int
+    z_dim: int
+    box: tuple[float, float, float, float]
+    x0: list[float]
+    make_family: Callable[[bool], Decoder]  # make_family(at_truth) -> decoder at θ* or at its init
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def true_decoder(self) -> Decoder:
+        return self.make_family(True)
+
+    def decoder(self, kind: str = "param", learn: bool = False, hidden: list[int] | None = None) -> Decoder:
+        """The model p_θ used in training. ``learn=False`` freezes θ = θ*."""
+        if kind == "mlp":
+            truth = self.true_decoder()
+            for p in truth.parameters():
+                p.requires_grad_(False)
+            dec: Decoder = MLPDecoder(truth.log_prior, self.z_dim, self.x_dim, hidden or [64, 64])
+        else:
+            dec = self.make_family(not learn)
+        if not learn:
+            for p in dec.parameters():
+                p.requires_grad_(False)
+        return dec
+
+    def sample_data(self, n: int, generator: torch.Generator) -> Tensor:
+        """n observations: x[0] is the problem's showcase observation x0, the rest are drawn from θ*."""
+        truth = self.true_decoder()
+        with torch.no_grad():
+            z = self.sample_prior(n - 1, generator)
+            x = truth.sample_x(z, generator)
+        x0 = torch.tensor([self.x0], dtype=x.dtype)
+        return torch.cat([x0, x], dim=0)
+
+    def sample_prior(self, n: int, generator: torch.Generator) -> Tensor:
+        truth = self.true_decoder()
+        eps = torch.randn(n, self.z_dim, generator=generator)
+        if self.name == "gaussian":
+            return eps + truth.mu.detach()
+        if self.name == "funnel":
+            z1 = 3.0 * eps[:, 0]
+            return torch.stack([z1, torch.exp(0.5 * z1) * eps[:, 1]], dim=-1)
+        if self.name == "mixture":
+            probs = torch.softmax(truth.logits.detach(), -1)
+            idx = torch.multinomial(probs, n, replacement=True, generator=generator)
+            return truth.means[idx] + math.exp(truth.comp_log_std) * eps
+        return eps
+
+
+def _floats(v: Any, n: int | None, key: str) -> list[float]:
+    if not isinstance(v, (list, tuple)) or not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v):
+        raise ConfigError(f"problem.{key}: expected a list of numbers, got {v!r}")
+    if n is not None and len(v) != n:
+        raise ConfigError(f"problem.{key}: expected {n} numbers, got {len(v)} ({v!r})")
+    return [float(e) for e in v]
+
+
+def _positive(v: Any, key: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise ConfigError(f"problem.{key}: must be a positive number, got {v!r}")
+    return float(v)
+
+
+def _gaussian(o: dict[str, Any]) -> Problem:
+    dim = o["dim"]
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1 or dim > 1000:
+        raise ConfigError(f"problem.dim: must be an integer in 1..1000, got {dim!r}")
+    mu = o["mu"]
+    if mu is None:
+        mu = [0.5 if i % 2 == 0 else -0.5 for i in range(dim)]
+    mu = _floats(mu, dim, "mu")
+    x0 = _floats(o["x0"], dim, "x0") if o["x0"] is not None else [m + (1.0 if i == 0 else 0.5) for i, m in enumerate(mu)]
+    half = 4.5
+    box = (mu[0] - half, mu[0] + half, mu[min(1, dim - 1)] - half, mu[min(1, dim - 1)] + half)
+    return Problem(
+        "gaussian", "z ~ N(μ, I), x|z ~ N(z, I): p(z|x) = N((x+μ)/2, ½I) in closed form", dim, dim, box, x0,
+        lambda truth: GaussianFamily(mu if truth else [0.0] * dim), o,
+    )
+
+
+def _bimodal(o: dict[str, Any]) -> Problem:
+    s = _positive(o["sigma"], "sigma")
+    return Problem(
+        "bimodal", "x|z ~ N((z₁², z₂), σ²I): two mirror modes z₁ = ±√x₁", 2, 2, (-3.0, 3.0, -3.0, 3.0),
+        _floats(o["x0"], 2, "x0"),
+        lambda truth: BimodalFamily(1.0, 1.0, math.log(s)) if truth else BimodalFamily(0.5, 0.5, 0.0), o,
+    )
+
+
+def _ring(o: dict[str, Any]) -> Problem:
+    s = _positive(o["sigma"], "sigma")
+    return Problem(
+        "ring", "scalar x|z ~ N(‖z‖, σ²): a thin ring of radius ≈ x", 1, 2, (-3.5, 3.5, -3.5, 3.5),
+        _floats(o["x0"], 1, "x0"),
+        lambda truth: RingFamily(1.0, 0.0, math.log(s)) if truth else RingFamily(0.5, 0.5, 0.0), o,
+    )
+
+
+def _banana(o: dict[str, Any]) -> Problem:
+    s = _positive(o["sigma"], "sigma")
+    b = float(o["b"])
+    return Problem(
+        "banana", "scalar x|z ~ N(z₂ − b z₁², σ²): a curved ridge", 1, 2, (-3.5, 3.5, -2.5, 4.5),
+        _floats(o["x0"], 1, "x0"),
+        lambda truth: BananaFamily(b, 1.0, math.log(s)) if truth else BananaFamily(0.1, 0.5, 0.0), o,
+    )
+
+
+def _funnel(o: dict[str, Any]) -> Problem:
+    s = _positive(o["s"], "s")
+    return Problem(
+        "funnel", "Neal's funnel prior, x|z ~ N(z, s²I): the scale of z₂ varies as e^{z₁/2}", 2, 2,
+        (-7.0, 5.0, -6.0, 6.0), _floats(o["x0"], 2, "x0"),
+        lambda truth: FunnelFamily([1.0, 1.0], math.log(s)) if truth else FunnelFamily([0.5, 0.5], 0.0), o,
+    )
+
+
+def _mixture(o: dict[str, Any]) -> Problem:
+    s = _positive(o["s"], "s")
+    weights = _floats(o["weights"], None, "weights")
+    if len(weights) < 2 or any(w <= 0 for w in weights):
+            raise ConfigError(f"problem.weights: need at least 2 positive weights, got {weights!r}")
+    g = len(weights)
+    radius = _positive(o["radius"], "radius")
+    angles = torch.arange(g, dtype=torch.float64) * (2 * math.pi / g) + math.pi / 2
+    means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], -1)
+    logits = [math.log(w / sum(weights)) for w in weights]
+    comp_std = _positive(o["comp_std"], "comp_std")
+    edge = radius + 4 * comp_std + 0.5
+    return Problem(
+        "mixture", "prior = mixture of Gaussians on a circle, x|z ~ N(z, s²I), s large: unequal modes",
+        2, 2, (-edge, edge, -edge, edge), _floats(o["x0"], 2, "x0"),
+        lambda truth: MixtureFamily(logits if truth else [0.0] * g, math.log(s) if truth else 0.0, means, comp_std),
+        o,
+    )
+
+
+# name -> (builder, option specs). Option defaults are chosen to make the picture clear.
+PROBLEMS: dict[str, tuple[Callable[[dict[str, Any]], Problem], dict[str, OptionSpec]]] = {
+    "gaussian": (_gaussian, {
+        "dim": OptionSpec(2, "latent (and data) dimension", "int"),
+        "mu": OptionSpec(None, "prior mean μ* (default [0.5, -0.5, ...])", "floats"),
+        "x0": OptionSpec(None, "showcase observation, data[0] (default μ* + (1, 0.5, ...))", "floats"),
+    }),
+    "bimodal": (_bimodal, {
+        "sigma": OptionSpec(0.5, "likelihood noise σ"),
+        "x0": OptionSpec([2.0, 0.5], "showcase observation, data[0]", "floats"),
+    }),
+    "ring": (_ring, {
+        "sigma": OptionSpec(0.15, "likelihood noise σ (ring thickness)"),
+        "x0": OptionSpec([2.0], "showcase observation, data[0] (ring radius)", "floats"),
+    }),
+    "banana": (_banana, {
+        "b": OptionSpec(0.5, "curvature b"),
+        "sigma": OptionSpec(0.25, "likelihood noise σ"),
+        "x0": OptionSpec([0.0], "showcase observation, data[0]", "floats"),
+    }),
+    "funnel": (_funnel, {
+        "s": OptionSpec(1.5, "likelihood noise s"),
+        "x0": OptionSpec([-1.0, 0.0], "showcase observation, data[0]", "floats"),
+    }),
+    "mixture": (_mixture, {
+        "weights": OptionSpec([0.4, 0.25, 0.15, 0.12, 0.08], "mixture weights of the prior's components", "floats"),
+        "radius": OptionSpec(2.5, "radius of the circle of component means"),
+        "comp_std": OptionSpec(0.4, "std of each prior component"),
+        "s": OptionSpec(2.5, "likelihood noise s (large: the posterior keeps the prior's modes)"),
+        "x0": OptionSpec([0.3, 0.6], "showcase observation, data[0]", "floats"),
+    }),
+}
+
+
+def make_problem(name: str, options: dict[str, Any] | None = None) -> Problem:
+    """Build a problem from its registry name and (partial) options; unknown names/options raise."""
+    if name not in PROBLEMS:
+        raise ConfigError(f"problem.name: unknown problem {name!r} (choose from {', '.join(PROBLEMS)})")
+    builder, specs = PROBLEMS[name]
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(specs))
+    if unknown:
+        raise ConfigError(
+            f"problem.{unknown[0]}: unknown option for problem {name!r} (options: {', '.join(specs) or 'none'})"
+        )
+    resolved = {k: options.get(k, spec.default) for k, spec in specs.items()}
+    return builder(resolved)
