@@ -1,0 +1,413 @@
+"""The config schema of design.md as frozen dataclasses, TOML loading with defaults, ``--set`` overrides
+and validation. Every problem raises ``ConfigError`` with a message naming the key and the bad value.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+from .models import ENCODERS
+from .objectives import OBJECTIVES
+from .problems import PROBLEMS, make_problem
+
+PRESET_DIR = Path(__file__).resolve().parents[2] / "assets" / "presets"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DECODERS = ("param", "mlp")
+MAX_RUNS = 8
+
+
+@dataclass(frozen=True)
+class ProblemConfig:
+    name: str = "bimodal"
+    learn_decoder: bool = False
+    n_data: int = 512
+    observation: int = 0  # index of the x shown in the posterior view
+    decoder: str = "param"  # param: the problem's own family (θ* inside) | mlp
+    options: Mapping[str, Any] = field(default_factory=dict)  # problem options, e.g. gaussian: mu
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64
+    lr: float = 0.003
+    encoder: str = "gaussian"
+    hidden: tuple[int, ...] = (64, 64)
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    grid: int = 200  # n for the n×n grid of exact quantities
+    samples: int = 500  # q samples drawn in the posterior panel
+    snr_every: int = 25  # steps between live SNR probes (0: off)
+    snr_replicates: int = 64  # R for the live probe
+    log_every: int = 10  # steps between metric rows (exact grid metrics)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    objective: str = "vae"
+    k: int = 1
+    m: int = 1
+    beta: float = 0.5
+    alpha: float = 0.5
+    name: str = ""
+    # per-run overrides of [train] keys; None inherits
+    lr: float | None = None
+    batch_size: int | None = None
+    encoder: str | None = None
+    hidden: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    title: str = "VAE Explorer"
+    description: str = ""
+    seed: int = 0
+    steps: int = 3000
+    device: str = "auto"
+    problem: ProblemConfig = ProblemConfig()
+    train: TrainConfig = TrainConfig()
+    view: ViewConfig = ViewConfig()
+    runs: tuple[RunConfig, ...] = (RunConfig(),)
+
+    def run_train(self, i: int) -> TrainConfig:
+        """The [train] settings of run i, with its overrides applied."""
+        run = self.runs[i]
+        over = {f.name: getattr(run, f.name) for f in dataclasses.fields(TrainConfig) if getattr(run, f.name) is not None}
+        return dataclasses.replace(self.train, **over)
+
+
+# --------------------------------------------------------------------------- validation helpers
+def _int(v: Any, key: str, lo: int | None = None, hi: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"{key}: expected an integer, got {v!r}")
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+        raise ConfigError(f"{key}: must be {rng}, got {v!r}")
+    return v
+
+
+def _float(v: Any, key: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ConfigError(f"{key}: expected a finite number, got {v!r}")
+    return float(v)
+
+
+def _str(v: Any, key: str, choices: tuple[str, ...] | None = None) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(f"{key}: expected a string, got {v!r}")
+    if choices is not None and v not in choices:
+        raise ConfigError(f"{key}: unknown value {v!r} (choose from {', '.join(choices)})")
+    return v
+
+
+def _bool(v: Any, key: str) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"{key}: expected true or false, got {v!r}")
+    return v
+
+
+def _hidden(v: Any, key: str) -> tuple[int, ...]:
+    if not isinstance(v, (list, tuple)) or not v:
+        raise ConfigError(f"{key}: expected a non-empty list of layer widths, got {v!r}")
+    return tuple(_int(h, key, 1, 4096) for h in v)
+
+
+def _table(v: Any, key: str) -> dict[str, Any]:
+    if not isinstance(v, Mapping):
+        raise ConfigError(f"{key}: expected a table, got {v!r}")
+    return dict(v)
+
+
+def _reject_unknown(table: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
+    for k in table:
+        if k not in allowed:
+            raise ConfigError(f"{prefix}{k}: unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def default_run_name(run: RunConfig) -> str:
+    parts = [run.objective.upper() if run.objective != "ciwae" else "CIWAE"]
+    params = OBJECTIVES[run.objective].params
+    if "m" in params:
+        parts.append(f"M={run.m}")
+    parts.append(f"K={run.k}")
+    if "beta" in params:
+        parts.append(f"β={run.beta:g}")
+    if "alpha" in params:
+        parts.append(f"α={run.alpha:g}")
+    if run.encoder:
+        parts.append(f"[{run.encoder}]")
+    return " ".join(parts)
+
+
+def _train(t: Mapping[str, Any], prefix: str, partial: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "batch_size" in t:
+        out["batch_size"] = _int(t["batch_size"], f"{prefix}batch_size", 1, 100_000)
+    if "lr" in t:
+        lr = _float(t["lr"], f"{prefix}lr")
+        if lr <= 0:
+            raise ConfigError(f"{prefix}lr: must be > 0, got {t['lr']!r}")
+        out["lr"] = lr
+    if "encoder" in t:
+        out["encoder"] = _str(t["encoder"], f"{prefix}encoder", tuple(ENCODERS))
+    if "hidden" in t:
+        out["hidden"] = _hidden(t["hidden"], f"{prefix}hidden")
+    return out
+
+
+def _run(r: Any, i: int) -> RunConfig:
+    prefix = f"runs[{i}]."
+    r = _table(r, f"runs[{i}]")
+    _reject_unknown(r, _fields(RunConfig), prefix)
+    objective = _str(r.get("objective", "vae"), prefix + "objective", tuple(OBJECTIVES))
+    kw: dict[str, Any] = {"objective": objective}
+    kw["k"] = _int(r.get("k", 1), prefix + "k", 1, 1_000_000)
+    kw["m"] = _int(r.get("m", 1), prefix + "m", 1, 100_000)
+    beta = _float(r.get("beta", 0.5), prefix + "beta")
+    if not 0.0 <= beta <= 1.0:
+        raise ConfigError(f"{prefix}beta: must be in [0, 1], got {r['beta']!r}")
+    kw["beta"] = beta
+    alpha = _float(r.get("alpha", 0.5), prefix + "alpha")
+    if alpha == 1.0:
+        raise ConfigError(f"{prefix}alpha: must not be 1 (the Rényi bound is the ELBO's limit there; use vae)")
+    kw["alpha"] = alpha
+    kw.update(_train(r, prefix, partial=True))
+    run = RunConfig(**kw)
+    name = r.get("name", "")
+    name = _str(name, prefix + "name").strip()
+    return dataclasses.replace(run, name=name or default_run_name(run))
+
+
+def config_from_dict(d: Mapping[str, Any]) -> Config:
+    """Validate a raw (TOML-shaped) dict and fill in defaults."""
+    d = _table(d, "config")
+    _reject_unknown(d, _fields(Config), "")
+    top: dict[str, Any] = {}
+    if "title" in d:
+        top["title"] = _str(d["title"], "title")
+    if "description" in d:
+        top["description"] = _str(d["description"], "description")
+    if "seed" in d:
+        top["seed"] = _int(d["seed"], "seed", 0, 2**63 - 1)
+    if "steps" in d:
+        top["steps"] = _int(d["steps"], "steps", 0, 10**9)
+    if "device" in d:
+        top["device"] = _str(d["device"], "device", DEVICES)
+
+    p = _table(d.get("problem", {}), "problem")
+    name = _str(p.get("name", ProblemConfig.name), "problem.name", tuple(PROBLEMS))
+    fixed = _fields(ProblemConfig) - {"options"}
+    options = {k: v for k, v in p.items() if k not in fixed}
+    problem = make_problem(name, options)  # validates the options, naming the bad one
+    n_data = _int(p.get("n_data", ProblemConfig.n_data), "problem.n_data", 1, 1_000_000)
+    observation = _int(p.get("observation", 0), "problem.observation", 0)
+    if observation >= n_data:
+        raise ConfigError(f"problem.observation: index {observation} is outside the data (n_data = {n_data})")
+    pc = ProblemConfig(
+        name=name,
+        learn_decoder=_bool(p.get("learn_decoder", False), "problem.learn_decoder"),
+        n_data=n_data,
+        observation=observation,
+        decoder=_str(p.get("decoder", "param"), "problem.decoder", DECODERS),
+        options=options,
+    )
+
+    t = _table(d.get("train", {}), "train")
+    _reject_unknown(t, _fields(TrainConfig), "train.")
+    train = TrainConfig(**_train(t, "train.", partial=False))
+
+    v = _table(d.get("view", {}), "view")
+    _reject_unknown(v, _fields(ViewConfig), "view.")
+    view = ViewConfig(
+        grid=_int(v.get("grid", ViewConfig.grid), "view.grid", 16, 1000),
+        samples=_int(v.get("samples", ViewConfig.samples), "view.samples", 0, 100_000),
+        snr_every=_int(v.get("snr_every", ViewConfig.snr_every), "view.snr_every", 0),
+        snr_replicates=_int(v.get("snr_replicates", ViewConfig.snr_replicates), "view.snr_replicates", 2, 100_000),
+        log_every=_int(v.get("log_every", ViewConfig.log_every), "view.log_every", 1),
+    )
+
+    raw_runs = d.get("runs", [{}])
+    if not isinstance(raw_runs, list) or not raw_runs:
+        raise ConfigError(f"runs: expected a non-empty list of [[runs]] tables, got {raw_runs!r}")
+    if len(raw_runs) > MAX_RUNS:
+        raise ConfigError(f"runs: at most {MAX_RUNS} runs, got {len(raw_runs)}")
+    runs = [_run(r, i) for i, r in enumerate(raw_runs)]
+    seen: dict[str, int] = {}
+    for i, run in enumerate(runs):  # unique names: the metrics and the legend key on them
+        if run.name in seen:
+            runs[i] = dataclasses.replace(run, name=f"{run.name} #{i + 1}")
+        seen[runs[i].name] = i
+    cfg = Config(problem=pc, train=train, view=view, runs=tuple(runs), **top)
+    for i in range(len(cfg.runs)):
+        enc = cfg.run_train(i).encoder
+        if enc == "flow" and problem.z_dim < 2:
+            raise ConfigError(f"runs[{i}].encoder: the flow needs a latent of dimension ≥ 2")
+    return cfg
+
+
+# --------------------------------------------------------------------------- files, presets, overrides
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read it ({e.__class__.__name__}: {e})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: malformed TOML ({e})") from None
+
+
+def list_presets() -> list[dict[str, str]]:
+    """[{name, title, description}] for assets/presets/*.toml, sorted by name."""
+    out = []
+    for path in sorted(PRESET_DIR.glob("*.toml")):
+        try:
+            raw = _read_toml(path)
+        except ConfigError:
+            continue
+        out.append({"name": path.stem, "title": str(raw.get("title", path.stem)),
+                    "description": str(raw.get("description", ""))})
+    return out
+
+
+def preset_path(name: str) -> Path:
+    path = PRESET_DIR / f"{name}.toml"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not path.is_file():
+        names = ", ".join(p["name"] for p in list_presets()) or "none"
+        raise ConfigError(f"--preset: unknown preset {name!r} (available: {names})")
+    return path
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: TOML syntax (numbers, true/false, [lists], "strings"), else a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides to a raw dict. Keys: ``seed``, ``train.lr``, ``runs.1.k`` (or ``runs[1].k``)."""
+    raw = _deep_copy(raw)
+    for item in assignments:
+        if "=" not in item:
+            raise ConfigError(f"--set: expected KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        key = re.sub(r"\[(\d+)\]", r".\1", key.strip())
+        parts = [p for p in key.split(".") if p]
+        if not parts:
+            raise ConfigError(f"--set: empty key in {item!r}")
+        node: Any = raw
+        for j, part in enumerate(parts[:-1]):
+            path = ".".join(parts[: j + 1])
+            if isinstance(node, list):
+                node = _list_item(node, part, path)
+            else:
+                if part not in node:
+                    if part == "runs":
+                        node[part] = [{}]
+                    elif part in ("problem", "train", "view"):
+                        node[part] = {}
+                    else:
+                        raise ConfigError(f"--set {key}: unknown key {path!r}")
+                node = node[part]
+        last = parts[-1]
+        if isinstance(node, list):
+            node = _list_item(node, last, key)
+            raise ConfigError(f"--set {key}: name a key inside the run, e.g. runs.0.k=8")
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:-1])!r} is not a table")
+        node[last] = parse_value(value.strip())
+    return raw
+
+
+def _list_item(node: list, part: str, path: str) -> Any:
+    if not part.isdigit():
+        raise ConfigError(f"--set {path}: expected a run index, got {part!r}")
+    i = int(part)
+    if i == len(node) and i < MAX_RUNS:  # naming the next index adds a run
+        node.append({})
+    if i >= len(node):
+        raise ConfigError(f"--set {path}: run index {i} is out of range (there are {len(node)} runs)")
+    return node[i]
+
+
+def _deep_copy(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _deep_copy(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_deep_copy(x) for x in v]
+    return v
+
+
+def load_raw(path: str | Path | None = None, preset: str | None = None) -> dict[str, Any]:
+    if path is not None and preset is not None:
+        raise ConfigError("--config and --preset: give one, not both")
+    if preset is not None:
+        return _read_toml(preset_path(preset))
+    if path is not None:
+        return _read_toml(Path(path))
+    return {}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a TOML config file (or the defaults when path is None) and apply ``--set`` overrides."""
+    return config_from_dict(apply_overrides(load_raw(path=path), overrides or []))
+
+
+def load_preset(name: str, overrides: list[str] | None = None) -> Config:
+    """Load assets/presets/NAME.toml and apply ``--set`` overrides."""
+    return config_from_dict(apply_overrides(load_raw(preset=name), overrides or []))
+
+
+# --------------------------------------------------------------------------- back to dict / TOML
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """The fully resolved config (defaults filled in) as a TOML-shaped dict."""
+    problem = {k: v for k, v in dataclasses.asdict(cfg.problem).items() if k != "options"}
+    problem.update(dict(cfg.problem.options))
+    runs = []
+    for run in cfg.runs:
+        r = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(run).items() if v is not None}
+        runs.append(r)
+    train = dataclasses.asdict(cfg.train)
+    train["hidden"] = list(cfg.train.hidden)
+    return {
+        "title": cfg.title, "description": cfg.description, "seed": cfg.seed, "steps": cfg.steps,
+        "device": cfg.device, "problem": problem, "train": train, "view": dataclasses.asdict(cfg.view),
+        "runs": runs,
+    }
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(e) for e in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def config_to_toml(cfg: Config) -> str:
+    d = config_to_dict(cfg)
+    lines = [f"{k} = {_toml_value(d[k])}" for k in ("title", "description", "seed", "steps", "device")]
+    for table in ("problem", "train", "view"):
+        lines += ["", f"[{table}]"] + [f"{k} = {_toml_value(v)}" for k, v in d[table].items() if v is not None]
+    for run in d["runs"]:
+        lines += ["", "[[runs]]"] + [f"{k} = {_toml_value(v)}" for k, v in run.items()]
+    return "\n".join(lines) + "\n"

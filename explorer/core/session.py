@@ -1,0 +1,514 @@
+"""Session: trains every [[runs]] entry of a config in lockstep from one seed, and yields Snapshots.
+
+Determinism and common random numbers: all noise is drawn from generators re-seeded from
+(seed, step, purpose, run shape), so runs whose shapes match see the *same* noise at each step, the
+same config and seed give bit-identical metrics on the same machine, and the SNR probes or a snapshot
+never shift the training noise. Runs whose architectures match start from the same weights.
+
+Threading: a GUI drives ``iterate()`` on a worker thread and talks to it only through ``send()``
+(a thread-safe queue of commands applied between steps). Headless code calls the methods directly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import queue
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .config import Config, ConfigError, RunConfig, TrainConfig, config_from_dict, config_to_dict, default_run_name
+from .diagnostics import ess_frac, gradient_snr, snr_floor
+from .grid import Grid, grid_stats, make_grid
+from .models import Encoder, make_encoder
+from .objectives import OBJECTIVES, compute_losses, draw, log_mean_exp, normalised_weights
+from .problems import Decoder, Problem, make_problem
+from .snapshot import METRICS, ModeView, RunView, Snapshot
+
+# purposes of the derived seeds
+_BATCH, _TRAIN, _PROBE, _VIEW = 1, 2, 3, 4
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto → cuda, then mps, then cpu. Asking for a device that is not there is a ConfigError."""
+    has_mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' was asked for, but torch sees no CUDA GPU here (use auto or cpu)")
+    if name == "mps" and not has_mps:
+        raise ConfigError("device: 'mps' was asked for, but this machine has no Apple GPU (use auto or cpu)")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device: unknown device {name!r} (choose from auto, cpu, cuda, mps)")
+    return torch.device(name)
+
+
+def available_devices() -> list[str]:
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out.append("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+def _derive(*parts: Any) -> int:
+    """A 63-bit seed from any hashable parts (stable across processes, unlike hash())."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+@dataclass
+class _Run:
+    """A run's mutable training state (private to the Session)."""
+
+    index: int
+    cfg: RunConfig
+    train: TrainConfig
+    decoder: Decoder
+    encoder: Encoder
+    optimizer: torch.optim.Optimizer
+    theta: list[Tensor]
+    phi: list[Tensor]
+    diverged_step: int | None = None
+    diverged_reason: str = ""
+    snr: dict[str, float] = field(default_factory=dict)
+    last_view: RunView | None = None
+
+    @property
+    def m(self) -> int:
+        return self.cfg.m if OBJECTIVES[self.cfg.objective].uses_m() else 1
+
+
+class Session:
+    """Lockstep training of a config's runs, with exact views of the shown observation."""
+
+    def __init__(self, config: Config, device: str | None = None):
+        self.device = resolve_device(device or config.device)
+        self._commands: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self.paused = True
+        self.speed: float | None = None  # steps per second, None = as fast as possible
+        self._build(config)
+
+    # ------------------------------------------------------------------ construction / reset
+    def _build(self, config: Config) -> None:
+        self.config = config
+        self.problem: Problem = make_problem(config.problem.name, dict(config.problem.options))
+        if self.problem.z_dim != 2:
+            raise ConfigError(
+                f"problem.dim: the explorer's views need a 2-D latent, got {self.problem.z_dim} "
+                "(dimensions other than 2 are for the snr command)"
+            )
+        data_gen = torch.Generator().manual_seed(_derive(config.seed, "data"))
+        self.data = self.problem.sample_data(config.problem.n_data, data_gen).to(self.device)
+        self.observation = config.problem.observation
+        self.grid: Grid = make_grid(self.problem.box, config.view.grid, device=self.device)
+        self.runs = [self._make_run(i) for i in range(len(config.runs))]
+        self.step_count = 0
+        self._history: dict[str, dict[str, list[tuple[int, float]]]] = {r.cfg.name: {} for r in self.runs}
+        self._rows: list[dict[str, Any]] = []
+        self._train_seconds = 0.0
+        self._rate = 0.0
+        self._view_cache: tuple[int, int, Snapshot] | None = None
+        self._views_cache: tuple[tuple[int, int], tuple[RunView, ...]] | None = None
+        self._version = 0  # bumped by anything that changes the view without a step
+        self._gen = torch.Generator(device=self.device)
+        self._record_metrics()
+
+    def _make_run(self, i: int) -> _Run:
+        cfg, train, pcfg = self.config.runs[i], self.config.run_train(i), self.config.problem
+        arch = (train.encoder, train.hidden, pcfg.decoder, pcfg.learn_decoder, self.config.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_derive("init", *arch))  # same architecture → same initial weights
+            decoder = self.problem.decoder(pcfg.decoder, pcfg.learn_decoder, list(train.hidden))
+            encoder = make_encoder(train.encoder, self.problem.x_dim, self.problem.z_dim, list(train.hidden))
+        decoder.to(self.device)
+        encoder.to(self.device)
+        theta = [p for p in decoder.parameters() if p.requires_grad]
+        phi = list(encoder.parameters())
+        groups = [{"params": phi}] + ([{"params": theta}] if theta else [])
+        optimizer = torch.optim.Adam(groups, lr=train.lr)
+        return _Run(i, cfg, train, decoder, encoder, optimizer, theta, phi)
+
+    def reset(self) -> None:
+        """Back to the seed's initial state (same data, same initial weights, step 0)."""
+        self._build(self.config)
+
+    def reseed(self, seed: int | None = None) -> None:
+        """A new seed (random if None): new data, new initial weights."""
+        seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
+        self._build(dataclasses.replace(self.config, seed=seed))
+
+    # ------------------------------------------------------------------ commands
+    def set_lr(self, run: int, lr: float) -> None:
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"runs[{run}].lr: must be > 0, got {lr!r}")
+        r = self._run(run)
+        for group in r.optimizer.param_groups:
+            group["lr"] = float(lr)
+        r.train = dataclasses.replace(r.train, lr=float(lr))
+        self._replace_run_config(run, lr=float(lr))
+
+    def set_run(self, run: int, **params: Any) -> None:
+        """Change K / M / β / α of a run; applies at the next step. Validated like the config."""
+        self._run(run)
+        params = {k: v for k, v in params.items() if v is not None}
+        unknown = set(params) - {"k", "m", "beta", "alpha"}
+        if unknown:
+            raise ConfigError(f"runs[{run}].{sorted(unknown)[0]}: cannot be changed live (only k, m, beta, alpha)")
+        self._replace_run_config(run, **params)
+
+    def _replace_run_config(self, run: int, **params: Any) -> None:
+        raw = config_to_dict(self.config)
+        old = self.config.runs[run]
+        auto_name = old.name == default_run_name(old)
+        raw["runs"][run].update(params)
+        if auto_name:
+            raw["runs"][run]["name"] = ""
+        new_cfg = config_from_dict(raw)  # validates, raising ConfigError naming the key
+        new_run = new_cfg.runs[run]
+        r = self.runs[run]
+        if new_run.name != old.name:  # keep the history under the new name
+            self._history[new_run.name] = self._history.pop(old.name, {})
+        self.config, r.cfg = new_cfg, new_run
+        self._version += 1
+
+    def set_observation(self, index: int) -> None:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.data.shape[0]:
+            raise ConfigError(f"problem.observation: index {index!r} is outside the data (n_data = {self.data.shape[0]})")
+        self.observation = index
+        self.config = dataclasses.replace(self.config, problem=dataclasses.replace(self.config.problem, observation=index))
+        self._version += 1
+
+    def send(self, name: str, **kwargs: Any) -> None:
+        """Queue a command (thread-safe); ``iterate()`` applies it before the next step."""
+        self._commands.put((name, kwargs))
+
+    def apply(self, name: str, **kwargs: Any) -> bool:
+        """Apply one command now. Returns True when it changed what a snapshot would show."""
+        if name == "pause":
+            self.paused = True
+        elif name == "resume":
+            self.paused = False
+        elif name == "step":
+            self.step(int(kwargs.get("n", 1)))
+        elif name == "set_lr":
+            self.set_lr(kwargs["run"], kwargs["lr"])
+        elif name == "set_run":
+            self.set_run(kwargs.pop("run"), **kwargs)
+        elif name == "set_observation":
+            self.set_observation(kwargs["index"])
+        elif name == "set_speed":
+            speed = kwargs.get("steps_per_s")
+            self.speed = None if speed is None else max(float(speed), 0.01)
+            return False
+        elif name == "reset":
+            self.reset()
+        elif name == "reseed":
+            self.reseed(kwargs.get("seed"))
+        elif name == "stop":
+            return False
+        else:
+            raise ConfigError(f"command: unknown command {name!r}")
+        return True
+
+    def _run(self, run: Any) -> _Run:
+        if isinstance(run, bool) or not isinstance(run, int) or not 0 <= run < len(self.runs):
+            raise ConfigError(f"runs: index {run!r} is out of range (there are {len(self.runs)} runs)")
+        return self.runs[run]
+
+    # ------------------------------------------------------------------ training
+    def _seeded(self, *parts: Any) -> torch.Generator:
+        return self._gen.manual_seed(_derive(self.config.seed, *parts))
+
+    def _batch(self) -> Tensor:
+        n = self.data.shape[0]
+        size = min(self.config.train.batch_size, n)
+        if size == n:
+            return self.data
+        idx = torch.randperm(n, generator=self._seeded(self.step_count, _BATCH), device=self.device)[:size]
+        return self.data[idx]
+
+    def step(self, n: int = 1) -> None:
+        """Train every run n steps in lockstep. Logs metrics every ``view.log_every`` steps."""
+        for _ in range(int(n)):
+            t0 = time.perf_counter()
+            batch = self._batch()
+            for run in self.runs:
+                if run.diverged_step is None:
+                    self._train_step(run, batch)
+            self.step_count += 1
+            self._train_seconds += time.perf_counter() - t0
+            every = self.config.view.snr_every
+            if every and self.step_count % every == 0:
+                self._probe_snr(batch)
+            if self.step_count % self.config.view.log_every == 0:
+                self._record_metrics()
+
+    def _batch_for(self, run: _Run, batch: Tensor) -> Tensor:
+        size = run.train.batch_size
+        return batch if size >= batch.shape[0] else batch[:size]
+
+    def _train_step(self, run: _Run, batch: Tensor) -> None:
+        x = self._batch_for(run, batch)
+        shape = (run.m, run.cfg.k, x.shape[0], self.problem.z_dim)
+        eps = torch.randn(shape, generator=self._seeded(self.step_count, _TRAIN, shape), device=self.device)
+        losses = compute_losses(run.cfg.objective, draw(run.decoder, run.encoder, x, eps), run.cfg.beta, run.cfg.alpha)
+        if losses.theta_loss is losses.phi_loss:  # one loss for both groups: one backward pass
+            grads = torch.autograd.grad(losses.phi_loss, run.phi + run.theta, allow_unused=True)
+        else:  # each loss reaches its own parameter group only
+            g_theta = torch.autograd.grad(losses.theta_loss, run.theta, retain_graph=True, allow_unused=True) if run.theta else ()
+            grads = torch.autograd.grad(losses.phi_loss, run.phi, allow_unused=True) + tuple(g_theta)
+        params = run.phi + run.theta
+        grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+        finite = torch.isfinite(losses.theta_loss) & torch.isfinite(losses.phi_loss)
+        for g in grads:
+            finite = finite & torch.isfinite(g).all()
+        if not bool(finite):  # keep the last finite state and stop updating this run
+            run.diverged_step = self.step_count
+            run.diverged_reason = "non-finite loss or gradient"
+            return
+        for p, g in zip(params, grads):
+            p.grad = g
+        run.optimizer.step()
+
+    def _probe_snr(self, batch: Tensor) -> None:
+        view = self.config.view
+        for run in self.runs:
+            if run.diverged_step is not None:
+                continue
+            gen = self._seeded(self.step_count, _PROBE, run.m, run.cfg.k)
+            try:
+                res = gradient_snr(run.decoder, run.encoder, run.cfg.objective, self._batch_for(run, batch),
+                                   run.cfg.k, run.m, view.snr_replicates, gen, run.cfg.beta, run.cfg.alpha)
+            except RuntimeError as e:  # e.g. out of memory on a huge K·R: skip this probe, say why
+                run.snr = {"error": str(e).splitlines()[0]}  # type: ignore[dict-item]
+                continue
+            run.snr = {"snr_encoder": res.encoder_mean, "snr_decoder": res.decoder_mean,
+                       "snr_encoder_median": res.encoder_median, "snr_decoder_median": res.decoder_median}
+
+    # ------------------------------------------------------------------ views and metrics
+    @torch.no_grad()
+    def _view_run(self, run: _Run) -> RunView:
+        x_obs = self.data[self.observation : self.observation + 1]
+        pts = self.grid.points[:, None, :]  # [n², 1, 2] against a batch of one observation
+        n = self.grid.n
+        log_joint = run.decoder.log_joint(x_obs, pts).reshape(n, n).double().cpu().numpy()
+        log_q = run.encoder.log_prob(pts, x_obs).reshape(n, n).double().cpu().numpy()
+        stats = grid_stats(log_joint, log_q, self.grid)
+
+        k, m = run.cfg.k, run.m
+        gen = self._seeded(self.step_count, _VIEW, m, k, self.observation)
+        eps = torch.randn((m, k, 1, 2), generator=gen, device=self.device)
+        particles = draw(run.decoder, run.encoder, x_obs, eps)
+        log_w = particles.log_w  # [M, K, 1]
+        samples = self.config.view.samples
+        if samples:
+            eps_s = torch.randn((samples, 1, 2), generator=gen, device=self.device)
+            q_samples = run.encoder.rsample(x_obs, eps_s)[0][:, 0].cpu().numpy()
+        else:
+            q_samples = np.zeros((0, 2), np.float32)
+        metrics = {
+            "log_px": stats.log_px, "kl_qp": stats.kl_qp, "kl_pq": stats.kl_pq,
+            "elbo": float(log_w.mean()), "bound": float(log_mean_exp(log_w).mean()),
+            "ess_frac": float(ess_frac(log_w).mean()), "elbo_exact": stats.elbo_exact, "q_mass": stats.q_mass,
+            "n_modes": float(len(stats.modes)), "modes_covered": float(sum(md.q_mass >= 0.05 for md in stats.modes)),
+        }
+        metrics.update({k_: v for k_, v in run.snr.items() if isinstance(v, float)})
+        metrics = {k_: v for k_, v in metrics.items() if math.isfinite(v)}
+        warnings = list(stats.warnings)
+        if "error" in run.snr:
+            warnings.append(f"SNR probe skipped: {run.snr['error']}")
+        if run.diverged_step is not None:
+            warnings.append(f"diverged at step {run.diverged_step} ({run.diverged_reason}); showing its last finite state")
+        view = RunView(
+            index=run.index, name=run.cfg.name, objective=run.cfg.objective, encoder=run.train.encoder,
+            k=k, m=m, beta=run.cfg.beta, alpha=run.cfg.alpha, lr=run.train.lr,
+            q_samples=q_samples.astype(np.float32),
+            particles=particles.z[0, :, 0].cpu().numpy().astype(np.float32),
+            weights=normalised_weights(log_w)[0, :, 0].cpu().numpy().astype(np.float64),
+            log_post=stats.log_post.astype(np.float32), log_q=stats.log_q.astype(np.float32),
+            metrics=metrics, modes=tuple(ModeView(md.center, md.p_mass, md.q_mass) for md in stats.modes),
+            diverged_step=run.diverged_step, warnings=tuple(warnings),
+        )
+        finite_grids = np.isfinite(view.log_post).any() and not np.isnan(view.log_q).any()
+        if not finite_grids or not np.isfinite(view.q_samples).all() or not np.isfinite(view.weights).all():
+            if run.last_view is not None:  # never show a non-finite picture: keep the last good one
+                return dataclasses.replace(run.last_view, diverged_step=run.diverged_step, warnings=tuple(warnings))
+            view = dataclasses.replace(
+                view, q_samples=np.nan_to_num(view.q_samples), weights=np.nan_to_num(view.weights),
+                log_post=np.nan_to_num(view.log_post, nan=-1e30, neginf=-1e30, posinf=0.0),
+                log_q=np.nan_to_num(view.log_q, nan=-1e30, neginf=-1e30, posinf=0.0))
+        run.last_view = view
+        return view
+
+    def _views(self) -> tuple[RunView, ...]:
+        """Every run's view of the current state, evaluated once per (step, version)."""
+        key = (self.step_count, self._version)
+        if self._views_cache is None or self._views_cache[0] != key:
+            self._views_cache = (key, tuple(self._view_run(r) for r in self.runs))
+        return self._views_cache[1]
+
+    def _record_metrics(self, views: tuple[RunView, ...] | None = None) -> None:
+        views = views or self._views()
+        for view in views:
+            hist = self._history.setdefault(view.name, {})
+            row: dict[str, Any] = {"run": view.name, "step": self.step_count}
+            for name in METRICS:
+                value = view.metrics.get(name)
+                row[name] = value
+                if value is not None:
+                    hist.setdefault(name, []).append((self.step_count, value))
+            self._rows.append(row)
+
+    def snapshot(self) -> Snapshot:
+        """The frozen numpy picture of the current state (cached until a step or a command)."""
+        key = (self.step_count, self._version)
+        if self._view_cache is not None and self._view_cache[:2] == key:
+            snap = self._view_cache[2]
+            return dataclasses.replace(snap, paused=self.paused, steps_per_s=self._rate)
+        runs = self._views()
+        warnings = []
+        for v in runs:
+            warnings += [f"{v.name}: {w}" for w in v.warnings]
+        history = {
+            name: {metric: np.asarray(rows, dtype=np.float64).reshape(-1, 2) for metric, rows in hist.items()}
+            for name, hist in self._history.items() if name in {v.name for v in runs}
+        }
+        snap = Snapshot(
+            step=self.step_count, title=self.config.title, description=self.config.description,
+            problem=self.problem.name, device=str(self.device), box=self.problem.box,
+            z1=self.grid.z1.astype(np.float32), z2=self.grid.z2.astype(np.float32),
+            data=self.data.cpu().numpy().astype(np.float32), observation=self.observation, runs=runs,
+            history=history, snr_replicates=self.config.view.snr_replicates,
+            snr_floor=snr_floor(self.config.view.snr_replicates), steps_per_s=self._rate, paused=self.paused,
+            warnings=tuple(warnings),
+        )
+        self._view_cache = (key[0], key[1], snap)
+        return snap
+
+    # ------------------------------------------------------------------ driving
+    def _drain(self, block: float | None = None) -> tuple[bool, bool]:
+        """Apply queued commands. Returns (view changed, stop asked)."""
+        changed = stop = False
+        while True:
+            try:
+                name, kwargs = self._commands.get(timeout=block) if block else self._commands.get_nowait()
+            except queue.Empty:
+                return changed, stop
+            block = None
+            if name == "stop":
+                stop = True
+                continue
+            try:
+                changed |= self.apply(name, **kwargs)
+            except ConfigError as e:  # a bad live command must not kill the session
+                self.last_error = str(e)
+                changed = True
+
+    last_error: str = ""
+
+    def iterate(self, hz: float = 30.0, every_steps: int | None = None, max_steps: int | None = None
+                ) -> Iterator[Snapshot]:
+        """Train and yield Snapshots: by wall clock (~hz) when live, or every N steps headless.
+
+        Commands from ``send()`` apply between steps. While paused it trains nothing, waits for
+        commands and yields after one changes the view. A "stop" command (or max_steps) ends it.
+        """
+        yield self.snapshot()
+        period = 1.0 / hz if hz else 0.0
+        last_yield = time.perf_counter()
+        rate_t0, rate_steps = last_yield, self.step_count
+        while True:
+            changed, stop = self._drain(block=0.05 if self.paused else None)
+            if stop or (max_steps is not None and self.step_count >= max_steps):
+                return
+            if self.paused:
+                if changed:
+                    yield self.snapshot()
+                    last_yield = time.perf_counter()
+                rate_t0, rate_steps = time.perf_counter(), self.step_count
+                continue
+            t_step = time.perf_counter()
+            self.step(1)
+            if self.speed is not None:  # slow motion: hold each step to 1/speed seconds
+                delay = 1.0 / self.speed - (time.perf_counter() - t_step)
+                if delay > 0:
+                    changed, stop = self._drain(block=delay)
+                    if stop:
+                        return
+            now = time.perf_counter()
+            due = (every_steps is not None and self.step_count % every_steps == 0) or \
+                  (every_steps is None and now - last_yield >= period)
+            if due or changed:
+                if now > rate_t0:
+                    self._rate = (self.step_count - rate_steps) / (now - rate_t0)
+                if now - rate_t0 > 2.0:
+                    rate_t0, rate_steps = now, self.step_count
+                yield self.snapshot()
+                last_yield = time.perf_counter()
+
+    # ------------------------------------------------------------------ results
+    def metric_rows(self) -> list[dict[str, Any]]:
+        """One row per logged step and run: run, step and METRICS (None where unknown)."""
+        return list(self._rows)
+
+    def final_metrics(self, run: int) -> dict[str, Any]:
+        view = self.snapshot().runs[run]
+        out: dict[str, Any] = {name: view.metrics.get(name) for name in
+                               ("log_px", "elbo", "bound", "kl_qp", "kl_pq", "ess_frac", "snr_encoder", "snr_decoder")}
+        out["diverged"] = self.runs[run].diverged_step is not None
+        out["diverged_step"] = self.runs[run].diverged_step
+        out.update({name: view.metrics.get(name) for name in METRICS if name not in out})
+        out["modes"] = [{"center": list(md.center), "p_mass": md.p_mass, "q_mass": md.q_mass} for md in view.modes]
+        return out
+
+    def summary(self, wall_s: float | None = None) -> dict[str, Any]:
+        """The summary.json contract of design.md."""
+        wall = self._train_seconds if wall_s is None else wall_s
+        x_obs = self.data[self.observation].cpu().tolist()
+        return {
+            "config": config_to_dict(self.config),
+            "seed": self.config.seed,
+            "device": str(self.device),
+            "steps": self.step_count,
+            "wall_s": wall,
+            "steps_per_s": self.step_count / wall if wall > 0 else 0.0,
+            "runs": [
+                {"name": r.cfg.name, "objective": r.cfg.objective, "k": r.cfg.k, "m": r.m, "beta": r.cfg.beta,
+                 "alpha": r.cfg.alpha, "encoder": r.train.encoder, "x_obs": x_obs, "final": self.final_metrics(r.index)}
+                for r in self.runs
+            ],
+        }
+
+    # state for session files (save/open)
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": config_to_dict(self.config), "step": self.step_count, "observation": self.observation,
+            "runs": [{"decoder": r.decoder.state_dict(), "encoder": r.encoder.state_dict(),
+                      "optimizer": r.optimizer.state_dict(), "diverged_step": r.diverged_step, "snr": dict(r.snr)}
+                     for r in self.runs],
+            "history": self._history, "rows": self._rows,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: str | None = None) -> "Session":
+        session = cls(config_from_dict(state["config"]), device=device)
+        session.step_count = int(state["step"])
+        session.observation = int(state["observation"])
+        for run, saved in zip(session.runs, state["runs"]):
+            run.decoder.load_state_dict(saved["decoder"])
+            run.encoder.load_state_dict(saved["encoder"])
+            run.optimizer.load_state_dict(saved["optimizer"])
+            run.diverged_step = saved["diverged_step"]
+            run.snr = dict(saved["snr"])
+        session._history = state["history"]
+        session._rows = state["rows"]
+        session._view_cache = session._views_cache = None
+        return session

@@ -1,0 +1,81 @@
+"""The frozen, numpy-only picture of a Session at one step: the only thing that crosses from the worker
+thread to the GUI, and what ``shot`` renders headless. Grids are indexed [i₁, i₂] (z₁ along axis 0).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+# Metric names shared by Snapshot.history, metrics.csv and summary.json ("final").
+METRICS = (
+    "log_px",  # exact log p_θ(x_obs) on the grid
+    "elbo",  # MC ELBO for x_obs, the run's K
+    "bound",  # MC L_K for x_obs, the run's K (logsumexp − log K)
+    "kl_qp",  # exact KL(q‖p(z|x_obs)) on the grid
+    "kl_pq",  # exact KL(p(z|x_obs)‖q) on the grid
+    "ess_frac",  # ESS / K of the run's particles for x_obs
+    "snr_encoder",  # mean per-parameter gradient SNR of φ (last probe)
+    "snr_decoder",  # same for θ (absent when θ is frozen)
+    "elbo_exact",  # log p(x) − KL(q‖p), exact
+    "q_mass",  # q's mass inside the latent box
+    "n_modes",  # posterior basins holding ≥ 5 % of the mass
+    "modes_covered",  # of those, how many hold ≥ 5 % of q's mass
+)
+
+
+@dataclass(frozen=True)
+class ModeView:
+    center: tuple[float, float]
+    p_mass: float
+    q_mass: float
+
+
+@dataclass(frozen=True)
+class RunView:
+    index: int
+    name: str
+    objective: str
+    encoder: str
+    k: int
+    m: int
+    beta: float
+    alpha: float
+    lr: float
+    q_samples: np.ndarray  # [S, 2] samples of q(z|x_obs)
+    particles: np.ndarray  # [K, 2] the K particles of one group for x_obs
+    weights: np.ndarray  # [K] their normalised importance weights w̃ (sum to 1)
+    log_post: np.ndarray  # [n, n] normalised log p_θ(z|x_obs) on the grid
+    log_q: np.ndarray  # [n, n] log q_φ(z|x_obs) on the grid
+    metrics: Mapping[str, float]  # the METRICS above; a value is absent (not NaN) when unknown
+    modes: tuple[ModeView, ...]
+    diverged_step: int | None = None  # the step at which the run diverged, or None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    step: int
+    title: str
+    description: str
+    problem: str
+    device: str
+    box: tuple[float, float, float, float]  # (z1_min, z1_max, z2_min, z2_max)
+    z1: np.ndarray  # [n] grid cell centres
+    z2: np.ndarray  # [n]
+    data: np.ndarray  # [N, x_dim] the data set in x-space
+    observation: int  # index of x_obs in data
+    runs: tuple[RunView, ...]
+    # run name -> metric name -> [T, 2] array of (step, value) rows, finite values only (a step where a
+    # metric is unknown or non-finite has no row): this is what the curves plot, NaN-free by construction
+    history: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
+    snr_replicates: int = 64
+    snr_floor: float = 0.1  # 0.8/√R: SNRs below this cannot be told from zero
+    steps_per_s: float = 0.0
+    paused: bool = True
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def x_obs(self) -> np.ndarray:
+        return self.data[self.observation]
