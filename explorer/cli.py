@@ -1,2 +1,393 @@
-def main(argv=None) -> int:
+"""Command line: ``python main.py [gui|run|snr|shot|list] ...`` (also the console script ``vae-explorer``).
+
+Exit codes: 0 success; 2 bad input (one line on stderr naming the key or value, no traceback); 1 a
+failure at run time; 130 / 143 a headless run stopped by Ctrl+C / SIGTERM (its summary is still written,
+marked ``"interrupted": true``).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .core.errors import ConfigError
+
+COMMANDS = ("gui", "run", "snr", "shot", "list")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _scene_args(p: argparse.ArgumentParser, required: bool) -> None:
+    g = p.add_mutually_exclusive_group(required=required)
+    g.add_argument("--preset", metavar="NAME", help="a scene from assets/presets (see `list`)")
+    g.add_argument("--config", metavar="FILE", help="a TOML config file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. train.lr=0.01 or runs.1.k=8 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vae-explorer", description="Train VAE / IWAE-family models live on 2-D-latent toy problems.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    gui = sub.add_parser("gui", help="open the desktop explorer (the default)")
+    _scene_args(gui, required=False)
+    gui.add_argument("--story", action="store_true", help="step through the paper's argument scene by scene")
+
+    run = sub.add_parser("run", help="train a scene headless; write summary.json and metrics.csv")
+    _scene_args(run, required=True)
+    run.add_argument("--steps", type=int, help="training steps (default: the config's steps)")
+    run.add_argument("--seed", type=int, help="seed (default: the config's seed)")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default: the config's device")
+    run.add_argument("--out", metavar="DIR", help="write DIR/summary.json and DIR/metrics.csv")
+
+    snr = sub.add_parser("snr", help="the paper's gradient-SNR-vs-K sweep on the gaussian problem")
+    snr.add_argument("--problem", default="gaussian", choices=("gaussian",))
+    snr.add_argument("--dim", type=int, default=2, help="latent dimension (the paper uses 20)")
+    snr.add_argument("--estimators", default="iwae,dreg", help="comma-separated objectives")
+    snr.add_argument("--k", default="1,10,100", help="comma-separated K values")
+    snr.add_argument("--m", default="1", help="comma-separated M values (for miwae, piwae)")
+    snr.add_argument("--beta", type=float, default=0.5, help="β for ciwae")
+    snr.add_argument("--alpha", type=float, default=0.5, help="α for vr")
+    snr.add_argument("--replicates", type=int, default=10_000, help="R gradient replicates per point")
+    snr.add_argument("--perturb", type=float, default=0.1, help="std ε of the perturbation of the optimum")
+    snr.add_argument("--seed", type=int, default=0)
+    snr.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
+    snr.add_argument("--json", metavar="FILE", help="write the results as JSON")
+
+    shot = sub.add_parser("shot", help="render the window's figure after N steps, offscreen, to PNG/SVG/GIF")
+    _scene_args(shot, required=True)
+    shot.add_argument("--steps", type=int, help="training steps before the picture (default: the config's steps)")
+    shot.add_argument("--out", required=True, metavar="FILE", help="FILE.png, FILE.svg or FILE.gif")
+    shot.add_argument("--width", type=int, help="output width in pixels")
+    shot.add_argument("--panel", help="export one panel only (see the window's export dialog for names)")
+    shot.add_argument("--frames", type=int, default=40, help="GIF: number of frames")
+    shot.add_argument("--every", type=int, help="GIF: training steps between frames (default: steps/frames)")
+
+    lst = sub.add_parser("list", help="list problems, encoders, objectives and presets")
+    lst.add_argument("--json", action="store_true")
+    return parser
+
+
+# --------------------------------------------------------------------------- helpers
+def _ints(text: str, name: str, lo: int = 1) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{name}: expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < lo for v in values):
+        raise ConfigError(f"{name}: every value must be an integer >= {lo}, got {text!r}")
+    return values
+
+
+def _load_scene(args: argparse.Namespace, default_preset: str | None = None) -> Any:
+    from .core.config import apply_overrides, config_from_dict, load_raw
+
+    preset = args.preset if (args.preset or args.config) else default_preset
+    raw = load_raw(path=args.config, preset=preset)
+    extra = list(args.overrides)
+    for key in ("seed", "steps", "device"):
+        value = getattr(args, key, None)
+        if value is not None:
+            extra.append(f"{key}={json.dumps(value)}")
+    return config_from_dict(apply_overrides(raw, extra))
+
+
+def _check_out_dir(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {path!r} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"--out: cannot write to {path!r} ({e.strerror or e})") from None
+    return out
+
+
+def _check_out_file(path: str, suffixes: tuple[str, ...]) -> Path:
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        raise ConfigError(f"--out: {path!r} must end in {', '.join(suffixes)}")
+    if out.is_dir():
+        raise ConfigError(f"--out: {path!r} is a directory")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"--out: the folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"--out: cannot write to the folder {str(parent)!r} (permission denied)")
+    return out
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, then rename: no partial file is ever left."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    return v
+
+
+def metrics_csv(rows: list[dict[str, Any]]) -> str:
+    from .core.snapshot import METRICS
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["run", "step", *METRICS])
+    for row in rows:
+        cells = [row["run"], row["step"]]
+        for name in METRICS:
+            v = row.get(name)
+            cells.append("" if v is None or not math.isfinite(v) else repr(float(v)))
+        writer.writerow(cells)
+    return buf.getvalue()
+
+
+def _fmt(v: Any, spec: str = ".3f") -> str:
+    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _progress(total: int, desc: str) -> Any:
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+class _Interrupt:
+    """Turns SIGINT / SIGTERM into a flag the training loop checks between steps."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_Interrupt":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.signum is None else 128 + self.signum
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_list(args: argparse.Namespace) -> int:
+    from .core.config import list_presets
+    from .core.models import ENCODERS
+    from .core.objectives import OBJECTIVES
+    from .core.problems import PROBLEMS, make_problem
+
+    problems = []
+    for name, (_, specs) in PROBLEMS.items():
+        p = make_problem(name)
+        problems.append({"name": name, "summary": p.summary, "x_dim": p.x_dim, "z_dim": p.z_dim,
+                         "options": {k: s.default for k, s in specs.items()}})
+    registry = {
+        "problems": problems,
+        "encoders": [{"name": k, "summary": v} for k, v in ENCODERS.items()],
+        "objectives": [{"name": k, "params": list(s.params), "formula": s.formula, "shows": s.shows}
+                       for k, s in OBJECTIVES.items()],
+        "presets": list_presets(),
+    }
+    if args.json:
+        print(json.dumps(registry, indent=2, ensure_ascii=False))
+        return 0
+    print("Problems:")
+    for p in problems:
+        print(f"  {p['name']:<10} {p['summary']}")
+    print("\nEncoders:")
+    for e in registry["encoders"]:
+        print(f"  {e['name']:<14} {e['summary']}")
+    print("\nObjectives:")
+    for o in registry["objectives"]:
+        print(f"  {o['name']:<6} ({', '.join(o['params'])})  {o['formula']}\n         {o['shows']}")
+    print("\nPresets:")
+    for p in registry["presets"]:
+        print(f"  {p['name']:<20} {p['title']}")
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .core.session import Session
+
+    cfg = _load_scene(args)
+    out = _check_out_dir(args.out) if args.out else None
+    session = Session(cfg)
+    steps = cfg.steps
+    bar = _progress(steps, "training")
+    t0 = time.perf_counter()
+    with _Interrupt() as stop:
+        while session.step_count < steps and stop.signum is None:
+            chunk = min(steps - session.step_count, 10)
+            session.step(chunk)
+            if bar is not None:
+                bar.update(chunk)
+    wall = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    if session.metric_rows()[-1]["step"] != session.step_count:
+        session._record_metrics()  # the final state always has a row
+    summary = session.summary(wall_s=wall)
+    summary["interrupted"] = stop.signum is not None
+    if out is not None:
+        atomic_write(out / "summary.json", json.dumps(_json_safe(summary), indent=2, ensure_ascii=False) + "\n")
+        atomic_write(out / "metrics.csv", metrics_csv(session.metric_rows()))
+    rows = []
+    for r in summary["runs"]:
+        f = r["final"]
+        rows.append([r["name"], _fmt(f["log_px"]), _fmt(f["elbo"]), _fmt(f["bound"]), _fmt(f["kl_qp"]),
+                     _fmt(f["kl_pq"]), _fmt(f["ess_frac"], ".2f"), _fmt(f["snr_encoder"], ".3g"),
+                     _fmt(f["snr_decoder"], ".3g"), "yes" if f["diverged"] else "no"])
+    print(_table(["run", "log p(x)", "ELBO", "L_K", "KL(q‖p)", "KL(p‖q)", "ESS/K", "SNR φ", "SNR θ", "diverged"], rows))
+    note = f"{session.step_count} steps in {wall:.1f} s ({summary['steps_per_s']:.0f} steps/s) on {summary['device']}"
+    if stop.signum is not None:
+        note += f"; interrupted by {signal.Signals(stop.signum).name}"
+    if out is not None:
+        note += f"; wrote {out / 'summary.json'} and {out / 'metrics.csv'}"
+    print(note)
+    return stop.exit_code
+
+
+def cmd_snr(args: argparse.Namespace) -> int:
+    from .core.objectives import OBJECTIVES
+    from .core.session import resolve_device
+    from .core.snr_sweep import snr_sweep
+
+    estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
+    for e in estimators:
+        if e not in OBJECTIVES:
+            raise ConfigError(f"--estimators: unknown objective {e!r} (choose from {', '.join(OBJECTIVES)})")
+    if not estimators:
+        raise ConfigError("--estimators: give at least one objective")
+    ks, ms = _ints(args.k, "--k"), _ints(args.m, "--m")
+    if not 1 <= args.dim <= 1000:
+        raise ConfigError(f"--dim: must be in 1..1000, got {args.dim}")
+    if args.replicates < 2:
+        raise ConfigError(f"--replicates: must be >= 2, got {args.replicates}")
+    if not (math.isfinite(args.perturb) and args.perturb >= 0):
+        raise ConfigError(f"--perturb: must be a number >= 0, got {args.perturb}")
+    if not 0 <= args.beta <= 1:
+        raise ConfigError(f"--beta: must be in [0, 1], got {args.beta}")
+    if args.alpha == 1 or not math.isfinite(args.alpha):
+        raise ConfigError(f"--alpha: must be a finite number other than 1, got {args.alpha}")
+    json_path = _check_out_file(args.json, (".json",)) if args.json else None
+    device = str(resolve_device(args.device))
+    n_points = sum(len(ms) if OBJECTIVES[e].uses_m() else 1 for e in estimators) * len(ks)
+    bar = _progress(n_points, "snr sweep")
+    result = snr_sweep(args.dim, estimators, ks, ms, args.replicates, args.perturb, args.seed, args.beta,
+                       args.alpha, device, progress=(lambda _: bar.update(1)) if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    rows = [[r["estimator"], str(r["m"]), str(r["k"]), _fmt(r["snr_encoder"], ".4g"), _fmt(r["snr_decoder"], ".4g")]
+            for r in result["results"]]
+    print(_table(["estimator", "M", "K", "SNR encoder", "SNR decoder"], rows))
+    print()
+    slope_rows = [[s["estimator"], str(s["m"]), _fmt(s["encoder_slope"], "+.2f"), _fmt(s["theory_encoder"], "+.1f"),
+                   _fmt(s["decoder_slope"], "+.2f"), _fmt(s["theory_decoder"], "+.1f")] for s in result["slopes"]]
+    print(_table(["estimator", "M", "slope φ", "theory φ", "slope θ", "theory θ"], slope_rows))
+    floor = 0.8 / math.sqrt(args.replicates)
+    print(f"\nlog-log slopes of SNR against K, fitted over the points above 2 × the estimation floor "
+          f"0.8/√R = {floor:.3g} (R = {args.replicates}); {result['wall_s']:.1f} s on {device}")
+    if json_path is not None:
+        atomic_write(json_path, json.dumps(_json_safe(result), indent=2) + "\n")
+    return 0
+
+
+def cmd_shot(args: argparse.Namespace) -> int:
+    cfg = _load_scene(args)
+    out = _check_out_file(args.out, (".png", ".svg", ".gif"))
+    if args.width is not None and not 64 <= args.width <= 16384:
+        raise ConfigError(f"--width: must be in 64..16384 pixels, got {args.width}")
+    if args.frames < 1:
+        raise ConfigError(f"--frames: must be >= 1, got {args.frames}")
+    if args.every is not None and args.every < 1:
+        raise ConfigError(f"--every: must be >= 1, got {args.every}")
+    steps = cfg.steps if args.steps is None else args.steps
+    if steps < 0:
+        raise ConfigError(f"--steps: must be >= 0, got {steps}")
+    from .gui.shot import render_shot
+
+    kwargs: dict[str, Any] = {}
+    if args.panel:
+        kwargs["panel"] = args.panel
+    if out.suffix.lower() == ".gif":
+        kwargs["frames"] = args.frames
+        kwargs["every"] = args.every
+    return render_shot(cfg, steps, str(out), args.width, **kwargs)
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    cfg = _load_scene(args, default_preset="mode-seeking")
+    from .gui.app import run_gui
+
+    kwargs = {"story": True} if getattr(args, "story", False) else {}
+    return run_gui(cfg, **kwargs)
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "gui": cmd_gui, "run": cmd_run, "snr": cmd_snr, "shot": cmd_shot, "list": cmd_list,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS + ("-h", "--help"):
+        argv = ["gui", *argv]  # `python main.py [--preset NAME]` opens the window
+    try:
+        args = build_parser().parse_args(argv)
+        return HANDLERS[args.command](args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # a failure at run time: one line, and the traceback only on request
+        if os.environ.get("VAE_EXPLORER_DEBUG"):
+            raise
+        print(f"error: {e.__class__.__name__}: {e} (set VAE_EXPLORER_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1

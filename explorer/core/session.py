@@ -119,6 +119,8 @@ class Session:
         self._views_cache: tuple[tuple[int, int], tuple[RunView, ...]] | None = None
         self._version = 0  # bumped by anything that changes the view without a step
         self._gen = torch.Generator(device=self.device)
+        if config.view.snr_every:
+            self._probe_snr(self._batch())
         self._record_metrics()
 
     def _make_run(self, i: int) -> _Run:
