@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 MODE_MIN_MASS = 0.05
+MODE_MIN_DEPTH = 0.5  # nats: peaks joined by a saddle shallower than this are one mode (a ring is one mode)
 Q_MASS_WARN = 0.99
 
 
@@ -74,8 +75,9 @@ def _logsumexp(a: np.ndarray) -> float:
     return m + math.log(float(np.sum(np.exp(a - m))))
 
 
-def basins(log_density: np.ndarray) -> np.ndarray:
-    """Label each cell by the local maximum that steepest ascent over its 8 neighbours reaches."""
+def basins(log_density: np.ndarray, depth: float = MODE_MIN_DEPTH) -> np.ndarray:
+    """Label each cell by its mode: the local maximum that steepest ascent over the 8 neighbours reaches,
+    with peaks separated by a saddle shallower than ``depth`` nats merged into one mode."""
     n1, n2 = log_density.shape
     padded = np.pad(log_density, 1, constant_values=-np.inf)
     idx = np.arange(n1 * n2).reshape(n1, n2)
@@ -88,8 +90,56 @@ def basins(log_density: np.ndarray) -> np.ndarray:
     while True:  # pointer jumping: O(log path length) passes
         grand = parent[parent]
         if np.array_equal(grand, parent):
-            return parent.reshape(n1, n2)
+            break
         parent = grand
+    return _merge_shallow(parent, log_density.ravel(), (n1, n2), depth)
+
+
+def _merge_shallow(labels: np.ndarray, values: np.ndarray, shape: tuple[int, int], depth: float) -> np.ndarray:
+    """Join neighbouring basins whose saddle lies less than ``depth`` below the lower of their peaks.
+
+    Saddles are visited from the highest down (0-dimensional persistence), so each peak joins the basin
+    it drains into across its highest pass.
+    """
+    lab = labels.reshape(shape)
+    val = values.reshape(shape)
+    pairs = []
+    for sl_a, sl_b in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+                       ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+                       ((slice(None, -1), slice(None, -1)), (slice(1, None), slice(1, None))),
+                       ((slice(None, -1), slice(1, None)), (slice(1, None), slice(None, -1)))):
+        la, lb = lab[sl_a].ravel(), lab[sl_b].ravel()
+        cross = la != lb
+        if cross.any():
+            saddle = np.minimum(val[sl_a].ravel()[cross], val[sl_b].ravel()[cross])
+            pairs.append(np.stack([np.minimum(la[cross], lb[cross]), np.maximum(la[cross], lb[cross]), saddle], 1))
+    if not pairs:
+        return lab
+    edges = np.concatenate(pairs)
+    edges = edges[np.argsort(-edges[:, 2], kind="stable")]
+    _, first = np.unique(edges[:, 0] * values.size + edges[:, 1], return_index=True)  # highest pass per pair
+    edges = edges[np.sort(first)]
+    root = {}
+
+    def find(a: int) -> int:
+        while root.get(a, a) != a:
+            root[a] = root.get(root[a], root[a])
+            a = root[a]
+        return a
+
+    for a, b, saddle in edges:
+        ra, rb = find(int(a)), find(int(b))
+        if ra == rb:
+            continue
+        low, high = (ra, rb) if values[ra] < values[rb] else (rb, ra)
+        if values[low] - saddle < depth:
+            root[low] = high
+    if not root:
+        return lab
+    flat = lab.ravel()
+    uniq = np.unique(flat)
+    mapped = np.array([find(int(u)) for u in uniq])
+    return mapped[np.searchsorted(uniq, flat)].reshape(shape)
 
 
 def grid_stats(log_joint: np.ndarray, log_q: np.ndarray, grid: Grid) -> GridStats:
