@@ -12,6 +12,9 @@ leaves no thread behind (``QThreadPool.waitForDone`` joins the pool's threads).
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
 from typing import Any, Iterator, Protocol
 
 from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal, Slot
@@ -29,8 +32,23 @@ class SessionLike(Protocol):
     def send(self, name: str, **kwargs: Any) -> None: ...
 
 
+def lower_thread_priority(nice: int) -> None:
+    """Make the calling thread yield the CPU to the GUI thread when both want it (Linux only).
+
+    Training is CPU-bound; on a busy machine a training thread at the GUI's priority starves the
+    event loop and clicks wait. A positive nice value costs training nothing while the GUI is idle.
+    """
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (OSError, AttributeError):
+        pass
+
+
 def _snapshots(session: SessionLike, hz: float, every_steps: int | None,
-               max_steps: int | None) -> Iterator[Any]:
+               max_steps: int | None, nice: int) -> Iterator[Any]:
+    lower_thread_priority(nice)
     yield from session.iterate(hz=hz, every_steps=every_steps, max_steps=max_steps)
 
 
@@ -55,12 +73,13 @@ class SessionWorker(QObject):
     finished = Signal()
 
     def __init__(self, session: SessionLike, hz: float = 30.0, every_steps: int | None = None,
-                 max_steps: int | None = None, parent: QObject | None = None) -> None:
+                 max_steps: int | None = None, nice: int = 5, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self._hz = hz
         self._every_steps = every_steps
         self._max_steps = max_steps
+        self._nice = nice
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)
         self._worker: GeneratorWorker | None = None
@@ -78,7 +97,8 @@ class SessionWorker(QObject):
     def start(self) -> None:
         if self._worker is not None:
             raise RuntimeError("this SessionWorker was already started")
-        worker = GeneratorWorker(_snapshots, self.session, self._hz, self._every_steps, self._max_steps)
+        worker = GeneratorWorker(_snapshots, self.session, self._hz, self._every_steps, self._max_steps,
+                                 self._nice)
         worker.setAutoDelete(False)  # we keep the Python wrapper; the pool must not delete it
         worker.yielded.connect(self._on_yielded)
         worker.errored.connect(self._on_errored)
@@ -149,3 +169,57 @@ class SessionWorker(QObject):
         if not self._stopped:
             self._flush()  # the last snapshot before the end
         self.finished.emit()
+
+
+class SessionBuilder(QObject):
+    """Builds Sessions off the GUI thread: a new model, data set and grid take 0.1 s to seconds.
+
+    ``build(factory, config)`` returns a token; ``built(session, token)`` or ``failed(exception,
+    token)`` follows in the GUI thread. ``wait()`` joins the build threads.
+    """
+
+    built = Signal(object, int)
+    failed = Signal(object, int)
+    _done = Signal(int, object, object)  # emitted from a build thread: token, session, exception
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._token = 0
+        self._threads: dict[int, threading.Thread] = {}
+        self._done.connect(self._on_done)  # receiver in the GUI thread: a queued connection
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._threads)
+
+    def build(self, factory: Any, config: Any) -> int:
+        self._token += 1
+        token = self._token
+        thread = threading.Thread(target=self._run, args=(token, factory, config),
+                                  name=f"session-builder-{token}")
+        self._threads[token] = thread
+        thread.start()
+        return token
+
+    def _run(self, token: int, factory: Any, config: Any) -> None:
+        try:
+            session, error = factory(config), None
+        except Exception as e:  # reported in the GUI thread
+            session, error = None, e
+        self._done.emit(token, session, error)
+
+    @Slot(int, object, object)
+    def _on_done(self, token: int, session: Any, error: Any) -> None:
+        thread = self._threads.pop(token, None)
+        if thread is not None:
+            thread.join()
+        if error is not None:
+            self.failed.emit(error, token)
+        else:
+            self.built.emit(session, token)
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Join every build thread (results still arrive as signals). True when none is left."""
+        for thread in list(self._threads.values()):
+            thread.join(timeout_s)
+        return not any(t.is_alive() for t in self._threads.values())

@@ -70,6 +70,11 @@ class FakeSession:
             yield self._snapshot()
 
 
+def _live_threads() -> set[threading.Thread]:
+    """Non-daemon Python threads (a Qt pool thread that ran Python shows up as a daemon dummy)."""
+    return {t for t in threading.enumerate() if t.is_alive() and not t.daemon}
+
+
 class Receiver(QObject):
     """Lives in the GUI thread; records which thread its slot ran in."""
 
@@ -102,7 +107,7 @@ def test_3000_snapshots_cross_threads_without_crashing(qtbot):
 def test_commands_reach_the_session_and_stop_leaves_no_thread(qtbot):
     session = FakeSession(paused=True)
     worker = SessionWorker(session, hz=1e9)
-    threads_before = threading.active_count()
+    threads_before = _live_threads()
     with qtbot.waitSignal(worker.snapshot_ready, timeout=5000) as first:
         worker.start()
     assert first.args[0].step == 0 and first.args[0].paused
@@ -122,7 +127,7 @@ def test_commands_reach_the_session_and_stop_leaves_no_thread(qtbot):
     assert time.perf_counter() - started < 1.0
     assert not worker.is_running
     assert ("stop", {}) in session.applied
-    assert threading.active_count() <= threads_before
+    assert _live_threads() <= threads_before
     assert worker._pool.activeThreadCount() == 0
 
 
