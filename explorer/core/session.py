@@ -35,6 +35,14 @@ from .snapshot import METRICS, ModeView, RunView, Snapshot
 _BATCH, _TRAIN, _PROBE, _VIEW = 1, 2, 3, 4
 
 
+class RunFailure(RuntimeError):
+    """An exception inside one run's training step, naming the run and the step (the cause is chained)."""
+
+    def __init__(self, run: str, step: int, error: BaseException):
+        super().__init__(f"run {run!r} failed at step {step}: {error.__class__.__name__}: {error}")
+        self.run, self.step, self.error = run, step, error
+
+
 def resolve_device(name: str) -> torch.device:
     """auto → cuda, then mps, then cpu. Asking for a device that is not there is a ConfigError."""
     has_mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
@@ -245,7 +253,10 @@ class Session:
             batch = self._batch()
             for run in self.runs:
                 if run.diverged_step is None:
-                    self._train_step(run, batch)
+                    try:
+                        self._train_step(run, batch)
+                    except Exception as e:  # name the run: the GUI and the CLI show which one failed
+                        raise RunFailure(run.cfg.name, self.step_count, e) from e
             self.step_count += 1
             self._train_seconds += time.perf_counter() - t0
             every = self.config.view.snr_every
