@@ -1,0 +1,121 @@
+"""Writing figures to files: hi-res PNG and SVG (GIFs: :mod:`explorer.gui.gif`, on the same helpers),
+always through a temporary file in the target folder and an atomic rename, so a failed or interrupted
+export never leaves a partial file.
+
+The renderer is pyqtgraph's: ``ImageExporter`` (its ``width`` parameter gives the hi-res PNG) and
+``SVGExporter`` (works with pyqtgraph 0.14 on PySide6 < 6.11, see pitfalls.md). Export only a widget
+that has been shown and laid out (``show()`` + ``processEvents()``); :class:`~explorer.gui.figure.Figure`
+takes care of that.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+import pyqtgraph.exporters  # noqa: F401  (registers the exporters)
+from PySide6.QtGui import QImage
+
+SUFFIXES = (".png", ".svg", ".gif")
+
+
+class ExportError(OSError):
+    """An export that could not be written; ``str()`` is one line naming the path and the reason."""
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or exc.__class__.__name__
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it onto ``path``."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise ExportError(f"cannot write {target}: folder {folder} does not exist")
+    if target.is_dir():
+        raise ExportError(f"cannot write {target}: it is a folder")
+    if not os.access(folder, os.W_OK):
+        raise ExportError(f"cannot write {target}: folder {folder} is not writable")
+    # not mkstemp: its 0600 mode would stick to the renamed file; a unique name created by the writer
+    # gets the usual permissions (umask)
+    tmp = str(folder / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except ExportError:
+        _unlink(tmp)
+        raise
+    except OSError as e:
+        _unlink(tmp)
+        raise ExportError(f"cannot write {target}: {_reason(e)}") from None
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return target
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def exporter_source_width(target: object) -> float:
+    """The width in pixels that an export of ``target`` (a scene or a graphics item) has at scale 1."""
+    return float(pg.exporters.ImageExporter(target).getTargetRect().width())
+
+
+def render_image(target: object, width: int | None = None) -> QImage:
+    """Render a scene or a graphics item to a QImage, ``width`` pixels wide (default: its size on screen)."""
+    exporter = pg.exporters.ImageExporter(target)
+    if width is not None:
+        if int(width) < 1:
+            raise ValueError(f"width must be a positive number of pixels, got {width!r}")
+        exporter.parameters()["width"] = int(width)
+    image = exporter.export(toBytes=True)
+    if image is None or image.isNull():
+        raise ExportError("rendering produced no image (is the figure shown and laid out?)")
+    return image
+
+
+def render_svg(target: object) -> bytes:
+    """SVG of a scene or a graphics item."""
+    return pg.exporters.SVGExporter(target).export(toBytes=True)
+
+
+def write_png(image: QImage, path: str | os.PathLike) -> Path:
+    def write(tmp: str) -> None:
+        if not image.save(tmp, "PNG"):
+            raise ExportError(f"cannot write {path}: Qt could not encode or save the PNG")
+
+    return atomic_write(path, write)
+
+
+def write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    def write(tmp: str) -> None:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+
+    return atomic_write(path, write)
+
+
+def qimage_to_rgb(image: QImage) -> np.ndarray:
+    """[H, W, 3] uint8 copy of a QImage (``ndarray_from_qimage`` returns a view: copy before it is freed)."""
+    rgb = image.convertToFormat(QImage.Format.Format_RGB888)
+    return np.array(pg.functions.ndarray_from_qimage(rgb)[..., :3], copy=True)
+
+
+def check_suffix(path: str | os.PathLike, allowed: Sequence[str] = SUFFIXES) -> str:
+    """The lower-case suffix of ``path``, or ExportError naming the allowed ones."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in allowed:
+        raise ExportError(f"cannot write {path}: unknown file type {suffix or '(none)'!r} "
+                          f"(use {', '.join(allowed)})")
+    return suffix

@@ -1,0 +1,98 @@
+"""Headless pictures: train a scene for a number of steps and write the figure the window would show.
+
+``render_shot`` builds the same :class:`~explorer.gui.figure.Figure` the window embeds, on an offscreen
+QApplication when none exists, so "the shot renders exactly what the window shows" holds by construction.
+GIFs go through :func:`explorer.gui.gif.record_gif` with the same figure.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from explorer.core.config import Config
+from explorer.core.errors import ConfigError
+
+from .export import ExportError, check_suffix
+
+DEFAULT_SIZE = (1600, 1000)  # the figure's size on its offscreen "screen"; PNG width defaults to it
+
+
+def _application():
+    """The running QApplication, or a new offscreen one (a shot needs no display)."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        name = sys.argv[0] if sys.argv and sys.argv[0] else "vae-explorer"
+        app = QApplication([name, "-platform", "offscreen"])
+    return app
+
+
+def render_shot(config: Config, steps: int, out: str | os.PathLike, width: int | None = None, *,
+                panel: str | None = None, frames: int = 40, every: int | None = None,
+                presentation: bool = False) -> int:
+    """Train ``config`` for ``steps`` steps and write the figure to ``out`` (.png, .svg or .gif).
+
+    PNG: ``width`` pixels wide (default 1600), pens scaled to match; SVG: vector, 1600×1000. ``panel``:
+    one of ``Figure.panel_names()`` instead of the whole figure. GIF: ``frames`` frames, one every
+    ``every`` steps (default: spread over ``steps``), ``width`` default 960 px. ``presentation``: the talk
+    style (large fonts, thick lines).
+
+    Raises ``ConfigError`` (a ValueError naming the bad argument) before any training, and
+    :class:`~explorer.gui.export.ExportError` (an OSError, one line) when ``out`` cannot be written.
+    Returns 0.
+    """
+    suffix = check_suffix(out)
+    if steps < 0:
+        raise ConfigError(f"--steps: must be >= 0, got {steps}")
+    if width is not None and width < 16:
+        raise ConfigError(f"--width: must be at least 16 pixels, got {width}")
+    folder = Path(out).parent
+    if str(folder) and not folder.is_dir():  # fail before spending the training time
+        raise ExportError(f"cannot write {out}: folder {folder} does not exist")
+
+    app = _application()
+    from explorer.core.session import Session
+
+    from .figure import Figure
+
+    session = Session(config)
+    figure = Figure(presentation=presentation)
+    try:
+        figure.resize(*DEFAULT_SIZE)
+        if panel is not None:  # a bad panel name fails before the training, naming the panels
+            figure.update_snapshot(session.snapshot())
+            if panel not in figure.panel_names():
+                raise ConfigError(f"--panel: unknown panel {panel!r} (panels: {', '.join(figure.panel_names())})")
+        if suffix == ".gif":
+            from .gif import record_gif
+
+            if every is None:
+                every = max(1, round(steps / max(frames - 1, 1)))
+            record_gif(session, figure, out, frames=frames, every=every, width=width, panel=panel)
+        else:
+            if steps:
+                session.step(steps)
+            _show(app, figure, session.snapshot())
+            if suffix == ".png":
+                figure.export_png(out, width=width, panel=panel)
+            else:
+                figure.export_svg(out, panel=panel)
+    finally:
+        # pitfalls.md: leave no Python-owned graphics item orphaned at exit
+        figure.close()
+        figure.deleteLater()
+        app.processEvents()
+    return 0
+
+
+def _show(app, figure, snapshot) -> None:
+    """Feed a snapshot and lay it out: exports need a shown widget after processEvents (pitfalls.md).
+    The second update lets text whose layout depends on the final sizes (wrapped titles) settle."""
+    figure.update_snapshot(snapshot)
+    if not figure.isVisible():
+        figure.show()
+    app.processEvents()
+    figure.update_snapshot(snapshot)
+    app.processEvents()
