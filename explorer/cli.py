@@ -119,30 +119,26 @@ def _check_out_dir(path: str) -> Path:
     return out
 
 
-def _check_out_file(path: str, suffixes: tuple[str, ...]) -> Path:
+def _check_out_file(path: str, suffixes: tuple[str, ...], option: str = "--out") -> Path:
     out = Path(path)
     if out.suffix.lower() not in suffixes:
-        raise ConfigError(f"--out: {path!r} must end in {', '.join(suffixes)}")
+        raise ConfigError(f"{option}: {path!r} must end in {', '.join(suffixes)}")
     if out.is_dir():
-        raise ConfigError(f"--out: {path!r} is a directory")
+        raise ConfigError(f"{option}: {path!r} is a directory")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
-        raise ConfigError(f"--out: the folder {str(parent)!r} does not exist")
+        raise ConfigError(f"{option}: the folder {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK):
-        raise ConfigError(f"--out: cannot write to the folder {str(parent)!r} (permission denied)")
+        raise ConfigError(f"{option}: cannot write to the folder {str(parent)!r} (permission denied)")
     return out
 
 
 def atomic_write(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path``, then rename: no partial file is ever left."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from .core.files import atomic_write_bytes
+
+    data = text.encode("utf-8")
+    atomic_write_bytes(path, lambda f: f.write(data))
 
 
 def _json_safe(v: Any) -> Any:
@@ -259,11 +255,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     bar = _progress(steps, "training")
     t0 = time.perf_counter()
     with _Interrupt() as stop:
-        while session.step_count < steps and stop.signum is None:
-            chunk = min(steps - session.step_count, 10)
-            session.step(chunk)
+        while session.step_count < steps and stop.signum is None:  # Ctrl+C is seen after every step
+            session.step(1)
             if bar is not None:
-                bar.update(chunk)
+                bar.update(1)
     wall = time.perf_counter() - t0
     if bar is not None:
         bar.close()
@@ -312,7 +307,7 @@ def cmd_snr(args: argparse.Namespace) -> int:
         raise ConfigError(f"--beta: must be in [0, 1], got {args.beta}")
     if args.alpha == 1 or not math.isfinite(args.alpha):
         raise ConfigError(f"--alpha: must be a finite number other than 1, got {args.alpha}")
-    json_path = _check_out_file(args.json, (".json",)) if args.json else None
+    json_path = _check_out_file(args.json, (".json",), "--json") if args.json else None
     device = str(resolve_device(args.device))
     n_points = sum(len(ms) if OBJECTIVES[e].uses_m() else 1 for e in estimators) * len(ks)
     bar = _progress(n_points, "snr sweep")
@@ -371,12 +366,25 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def set_threads() -> None:
+    """Tiny models are dispatch-bound: one intra-op thread is fastest, and several spin against the GUI
+    thread and each other on a busy machine (7–15× slower measured here). VAE_EXPLORER_THREADS=N overrides."""
+    import torch
+
+    text = os.environ.get("VAE_EXPLORER_THREADS", "1") or "1"
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"VAE_EXPLORER_THREADS: expected a positive integer, got {text!r}")
+    torch.set_num_threads(int(text))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS + ("-h", "--help"):
         argv = ["gui", *argv]  # `python main.py [--preset NAME]` opens the window
     try:
         args = build_parser().parse_args(argv)
+        if args.command != "list":
+            set_threads()
         return HANDLERS[args.command](args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

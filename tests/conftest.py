@@ -5,6 +5,9 @@ import threading
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)  # as the app does: tiny models are fastest on one intra-op thread
 
 
 @pytest.fixture(autouse=True)

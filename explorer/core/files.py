@@ -27,6 +27,9 @@ def atomic_write_bytes(path: str | Path, write: Callable[[Any], None]) -> None:
     except OSError as e:
         raise ConfigError(f"{path}: cannot write here ({e.strerror or e})") from None
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a saved file should honour the umask
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)

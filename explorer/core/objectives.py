@@ -61,9 +61,17 @@ def draw(decoder: Decoder, encoder: Encoder, x: Tensor, eps: Tensor) -> Particle
 class Losses:
     theta_loss: Tensor
     phi_loss: Tensor
-    elbo: Tensor  # MC ELBO, mean of log w                      (detached scalar)
-    bound: Tensor  # MC L_K = logsumexp_k log w − log K, mean     (detached scalar)
     log_w: Tensor  # [M, K, B], detached
+
+    @property
+    def elbo(self) -> Tensor:
+        """MC ELBO: the mean of log w (detached scalar; computed only when asked for)."""
+        return self.log_w.mean()
+
+    @property
+    def bound(self) -> Tensor:
+        """MC L_K = logsumexp_k log w − log K, averaged over groups and batch (never a surrogate's value)."""
+        return log_mean_exp(self.log_w).mean()
 
 
 def log_mean_exp(log_w: Tensor, dim: int | tuple[int, ...] = K_AXIS) -> Tensor:
@@ -79,8 +87,7 @@ def normalised_weights(log_w: Tensor) -> Tensor:
 
 
 def _losses(theta_loss: Tensor, phi_loss: Tensor, p: Particles) -> Losses:
-    log_w = p.log_w.detach()
-    return Losses(theta_loss, phi_loss, log_w.mean(), log_mean_exp(log_w).mean(), log_w)
+    return Losses(theta_loss, phi_loss, p.log_w.detach())
 
 
 # --------------------------------------------------------------------------- the estimators

@@ -10,6 +10,7 @@ Threading: a GUI drives ``iterate()`` on a worker thread and talks to it only th
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import math
@@ -202,7 +203,17 @@ class Session:
         self._commands.put((name, kwargs))
 
     def apply(self, name: str, **kwargs: Any) -> bool:
-        """Apply one command now. Returns True when it changed what a snapshot would show."""
+        """Apply one command now. Returns True when it changed what a snapshot would show.
+
+        Bad arguments raise ConfigError naming the command, whatever went wrong inside."""
+        try:
+            return self._apply(name, dict(kwargs))
+        except ConfigError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"command {name}: bad arguments {kwargs!r} ({e.__class__.__name__}: {e})") from None
+
+    def _apply(self, name: str, kwargs: dict[str, Any]) -> bool:
         if name == "pause":
             self.paused = True
         elif name == "resume":
@@ -240,7 +251,7 @@ class Session:
 
     def _batch(self) -> Tensor:
         n = self.data.shape[0]
-        size = min(self.config.train.batch_size, n)
+        size = min(max(r.train.batch_size for r in self.runs), n)  # each run takes its first batch_size rows
         if size == n:
             return self.data
         idx = torch.randperm(n, generator=self._seeded(self.step_count, _BATCH), device=self.device)[:size]
@@ -427,13 +438,15 @@ class Session:
 
     last_error: str = ""
 
-    def iterate(self, hz: float = 30.0, every_steps: int | None = None, max_steps: int | None = None
-                ) -> Iterator[Snapshot]:
+    def iterate(self, hz: float = 30.0, every_steps: int | None = None, max_steps: int | None = None,
+                start: bool = False) -> Iterator[Snapshot]:
         """Train and yield Snapshots: by wall clock (~hz) when live, or every N steps headless.
 
         Commands from ``send()`` apply between steps. While paused it trains nothing, waits for
         commands and yields after one changes the view. A "stop" command (or max_steps) ends it.
         """
+        if start:
+            self.paused = False
         yield self.snapshot()
         period = 1.0 / hz if hz else 0.0
         last_yield = time.perf_counter()
@@ -502,16 +515,18 @@ class Session:
 
     # state for session files (save/open)
     def state_dict(self) -> dict[str, Any]:
-        return {
+        """A deep copy of everything a session file holds (no tensor is shared with the live session)."""
+        return copy.deepcopy({
             "config": config_to_dict(self.config), "step": self.step_count, "observation": self.observation,
             "runs": [{"decoder": r.decoder.state_dict(), "encoder": r.encoder.state_dict(),
                       "optimizer": r.optimizer.state_dict(), "diverged_step": r.diverged_step, "snr": dict(r.snr)}
                      for r in self.runs],
             "history": self._history, "rows": self._rows,
-        }
+        })
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: str | None = None) -> "Session":
+        state = copy.deepcopy(state)
         session = cls(config_from_dict(state["config"]), device=device)
         session.step_count = int(state["step"])
         session.observation = int(state["observation"])

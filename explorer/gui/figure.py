@@ -115,6 +115,13 @@ class Figure(pg.GraphicsLayoutWidget):
             out.append(self.weights)
         return out
 
+    def reset_views(self) -> None:
+        """Undo user zooms: posteriors back to the latent box, curves back to their automatic ranges."""
+        for panel in self.panels():
+            reset = getattr(panel, "reset_view", None)
+            if reset is not None:
+                reset()
+
     def grab_image(self, width: int | None = None, panel: str | None = None) -> QImage:
         """The figure (or one panel) rendered to a QImage ``width`` pixels wide, pens scaled to match."""
         target = self._export_target(panel)
@@ -225,7 +232,7 @@ class Figure(pg.GraphicsLayoutWidget):
         muted = theme.MUTED
         parts = [f"step {s.step}", f"problem: {s.problem}"]
         html = (f"<span style='font-size:{self._style.pt_str(theme.BASE_FONT_PT + 5)}; font-weight:bold'>"
-                f"{_html(s.title)}</span>&nbsp;&nbsp;&nbsp;"
+                f"{theme.escape(s.title)}</span>&nbsp;&nbsp;&nbsp;"
                 f"<span style='color:{muted}; font-size:{self._style.pt_str(theme.BASE_FONT_PT + 1)}'>"
                 f"{' · '.join(parts)}</span>")
         if html != self._caption_html and self.caption is not None:
@@ -404,6 +411,3 @@ def _tight(layout: pg.GraphicsLayout) -> None:
     layout.setContentsMargins(0, 0, 0, 0)
     layout.setSpacing(6)
 
-
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

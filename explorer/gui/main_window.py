@@ -5,22 +5,37 @@ Training runs in a :class:`~explorer.gui.worker.SessionWorker`; the window only 
 Session can apply live (lr, K/M/β/α, speed, observation) are sent as commands; every other change
 builds a new Session from the edited config, and a ConfigError keeps the old one running.
 
+Menus: File (scenes as TOML, sessions as ``.vaesession``, figure / metrics CSV / GIF exports, recent
+files), Training, View and Story (the paper's argument scene by scene, with a caption above the figure).
+Whatever touches the Session's torch state from the GUI thread (saving a session, reading its metric
+rows) first stops the training thread and restarts it afterwards (:meth:`MainWindow._session_held`).
+
+Settings (recent files, the last scene, window geometry, the export folder) live in QSettings
+("VAE Explorer", "vae-explorer"); the environment variable ``VAE_EXPLORER_SETTINGS`` names an INI file
+to use instead (tests point it at a temporary file).
+
 Signals for scripts and tests: ``snapshot_shown(step)`` after each snapshot is drawn,
-``state_changed("running" | "paused")``, ``session_rebuilt(reason)`` and ``error_shown(message)``.
+``state_changed("running" | "paused")``, ``session_rebuilt(reason)``, ``error_shown(message)``,
+``story_changed(index)`` (-1 when leaving the story) and ``gif_recorded(path)``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import html
 import logging
 import os
 import random
 import re
+import tomllib
+import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -30,21 +45,26 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QApplication,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QScrollArea,
     QSizePolicy,
+    QSpinBox,
+    QToolBar,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from explorer.core.config import Config, config_from_dict, load_preset
+from explorer.cli import atomic_write, metrics_csv
+from explorer.core import files
+from explorer.core.config import Config, config_from_dict, config_to_toml, load_preset
 from explorer.core.errors import ConfigError
+from explorer.core.session import RunFailure
 from explorer.core.snapshot import Snapshot
 
-from . import export, theme
+from . import export, gif, theme
 from .controls import ControlPanel
 from .figure import Figure
 from .worker import SessionBuilder, SessionWorker
@@ -55,12 +75,53 @@ SNAPSHOT_HZ = 30.0
 STOP_TIMEOUT_S = 0.9
 MESSAGE_MS = 8000
 DOCK_MIN_WIDTH = 290  # wide enough for the preset titles; the figure gets the rest
+HOLD_TIMEOUT_S = 5.0  # how long saving a session waits for the training thread to pause
+RECENT_MAX = 8
+SETTINGS_ENV = "VAE_EXPLORER_SETTINGS"
+SCENE_FILTER = "VAE Explorer scene (*.toml)"
+SESSION_FILTER = f"VAE Explorer session (*{files.SESSION_SUFFIX})" if hasattr(files, "SESSION_SUFFIX") \
+    else "VAE Explorer session (*.vaesession)"
 
 
 def _make_session(config: Config) -> Any:
     from explorer.core.session import Session
 
     return Session(config)
+
+
+def app_settings() -> QSettings:
+    """The app's QSettings; ``$VAE_EXPLORER_SETTINGS`` (an INI file path) replaces the user's store."""
+    path = os.environ.get(SETTINGS_ENV)
+    if path:
+        return QSettings(path, QSettings.Format.IniFormat)
+    return QSettings("VAE Explorer", "vae-explorer")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
+def _story_module() -> Any:
+    """``explorer.core.story`` (STORY, story_config), or None when it cannot be imported."""
+    try:
+        from explorer.core import story
+    except ImportError:
+        return None
+    return story
+
+
+class SessionBusy(RuntimeError):
+    """The session cannot be paused for a file operation right now (it is being built, or stuck)."""
+
+
+@dataclasses.dataclass
+class _BuildRequest:
+    config: Config | None  # None: the session brings its own (opened from a file)
+    reason: str
+    preset: str | None
+    error_title: str = "Cannot apply this change"
+    start_paused: bool = False
+    story_index: int | None = None  # the story scene this builds, if any
 
 
 class ExportDialog(QDialog):

@@ -328,7 +328,8 @@ class PosteriorPanel(Panel):
         first = f"log p(x) {fmt(m.get('log_px'))} · KL(q‖p) {fmt(m.get('kl_qp'))}"
         second = f"KL(p‖q) {fmt(m.get('kl_pq'))} · ESS/K {fmt(m.get('ess_frac'))}"
         metrics = QFontMetricsF(self.style.font(theme.BASE_FONT_PT))
-        width = (self.plot.width() if self.plot.width() > 50 else self.nominal_width) - 12
+        vb_width = self.plot.getViewBox().width()  # the title is centred over the view's column
+        width = (vb_width if vb_width > 50 else self.nominal_width) - 12
         points = self.style.pt(theme.BASE_FONT_PT)
         if metrics.horizontalAdvance(f"{first} · {second}") <= width:
             numbers = f"{first} · {second}"
@@ -339,7 +340,7 @@ class PosteriorPanel(Panel):
                 points = max(points * width / widest, 0.6 * points)
         name_pt = min(self.style.pt(theme.BASE_FONT_PT + 1), points * 1.1)
         return (f"<span style='color:{color}; font-weight:bold; font-size:{name_pt:.1f}pt'>"
-                f"■ {_html(run.name)}</span><br><span style='font-size:{points:.1f}pt'>{numbers}</span>")
+                f"■ {theme.escape(run.name)}</span><br><span style='font-size:{points:.1f}pt'>{numbers}</span>")
 
     def _set_title(self, run: RunView) -> None:
         title = self.title_html(run)
@@ -485,9 +486,6 @@ class PosteriorPanel(Panel):
     def diverged_visible(self) -> bool:
         return self.diverged_text.isVisible()
 
-
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # --------------------------------------------------------------------------- data
@@ -701,7 +699,8 @@ class CurvesPanel(Panel):
         if not self.keys_text:
             return self.title_text
         font = style.font(theme.BASE_FONT_PT - 1)
-        width = self.plot.width() if self.plot.width() > 50 else 400.0
+        vb_width = self.plot.getViewBox().width()
+        width = vb_width + 40 if vb_width > 50 else 400.0
         keys = self.keys_text
         if QFontMetricsF(font).horizontalAdvance(keys) > width - 16:
             keys = keys.replace(" · ", "<br>")
@@ -787,9 +786,15 @@ class CurvesPanel(Panel):
         if refs:
             ref = np.concatenate(refs)
             must += [ref.min(), ref.max()]
-        if self.floor_line is not None and self._floor and self._floor > 0:
-            must.append(math.log10(self._floor) - 0.35)  # room for the floor's label below its line
         lo, hi = min([lo, *must]), max([hi, *must])
+        if self.floor_line is not None and self._floor and self._floor > 0:
+            # room below the floor's line for its label, one text line high
+            floor = math.log10(self._floor)
+            height_px = max(self.plot.getViewBox().height(), 60.0)
+            label_px = QFontMetricsF(self.floor_line.label.textItem.font()).height() + 6
+            lo_with_floor = min(lo, floor)
+            units_per_px = (hi - lo_with_floor) * 1.12 / max(height_px - label_px, 20.0)
+            lo = min(lo, floor - min(label_px * units_per_px, 0.6))  # at most 0.6 decade of room
         span = hi - lo
         if not (math.isfinite(lo) and math.isfinite(hi)):
             return

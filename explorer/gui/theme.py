@@ -197,14 +197,17 @@ class TextLabel(pg.LabelItem):
 
     def updateMin(self) -> None:  # noqa: N802 (pyqtgraph's name)
         bounds = self.itemRect()
-        self.setMinimumWidth(0)
-        self.setMinimumHeight(bounds.height())
-        self._sizeHint = {
+        hint = {
             Qt.SizeHint.MinimumSize: (0, bounds.height()),
             Qt.SizeHint.PreferredSize: (bounds.width() if self.prefer_text_width else 0, bounds.height()),
             Qt.SizeHint.MaximumSize: (-1, -1),
             Qt.SizeHint.MinimumDescent: (0, 0),
         }
+        if hint == getattr(self, "_sizeHint", None):
+            return  # new text, same size: no relayout of the whole figure (titles change every frame)
+        self.setMinimumWidth(0)
+        self.setMinimumHeight(bounds.height())
+        self._sizeHint = hint
         self.updateGeometry()
 
 
@@ -259,6 +262,11 @@ def log_label(x: float) -> str:
     mantissa, exponent = f"{x:.0e}".split("e")
     power = "10" + str(int(exponent)).translate(_SUPERSCRIPT)
     return power if mantissa == "1" else f"{mantissa}·{power}"
+
+
+def escape(text: str) -> str:
+    """Plain text for a Qt rich-text label."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def fmt(value: float | None, digits: int = 2) -> str:

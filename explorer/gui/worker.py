@@ -62,14 +62,20 @@ class SessionWorker(QObject):
     ---------------------------------------
     snapshot_ready(Snapshot)
         the newest snapshot; older ones that arrived while the GUI was busy are skipped.
+    yielded(Snapshot)
+        every snapshot, in order, none skipped (a GIF recording needs each frame).
     failed(str)
         the session raised; the message names the exception.
+    errored(BaseException)
+        the same failure as the exception itself, with its traceback (for a details box).
     finished()
         the session's generator ended (after ``stop`` or on its own).
     """
 
     snapshot_ready = Signal(object)
+    yielded = Signal(object)
     failed = Signal(str)
+    errored = Signal(object)
     finished = Signal()
 
     def __init__(self, session: SessionLike, hz: float = 30.0, every_steps: int | None = None,
@@ -77,7 +83,7 @@ class SessionWorker(QObject):
         super().__init__(parent)
         self.session = session
         self._hz = hz
-        self._every_steps = every_steps
+        self.every_steps = every_steps  # None: snapshots by wall clock; N: exactly at every N-th step
         self._max_steps = max_steps
         self._nice = nice
         self._pool = QThreadPool(self)
@@ -97,7 +103,7 @@ class SessionWorker(QObject):
     def start(self) -> None:
         if self._worker is not None:
             raise RuntimeError("this SessionWorker was already started")
-        worker = GeneratorWorker(_snapshots, self.session, self._hz, self._every_steps, self._max_steps,
+        worker = GeneratorWorker(_snapshots, self.session, self._hz, self.every_steps, self._max_steps,
                                  self._nice)
         worker.setAutoDelete(False)  # we keep the Python wrapper; the pool must not delete it
         worker.yielded.connect(self._on_yielded)
@@ -145,6 +151,7 @@ class SessionWorker(QObject):
         if self._stopped:
             return
         self.received += 1
+        self.yielded.emit(snapshot)
         self._pending = snapshot
         if not self._flush_timer.isActive():
             self._flush_timer.start()
@@ -162,6 +169,7 @@ class SessionWorker(QObject):
         log.error("the session failed", exc_info=exc)
         if not self._stopped:
             self.failed.emit(f"{exc.__class__.__name__}: {exc}")
+            self.errored.emit(exc)
 
     @Slot()
     def _on_finished(self) -> None:

@@ -1,0 +1,254 @@
+"""Animated GIFs of training for slides: F frames of the figure (or one panel), one every N steps.
+
+Two ways to record, one writer:
+
+- :func:`record_gif` steps a Session itself and renders each frame with a Figure (headless, e.g.
+  ``python main.py shot ... --out FILE.gif --frames F --every N``);
+- :class:`GifRecorder` collects frames from the snapshots a running window receives (the window's
+  worker yields exactly every N steps while it records), rendering them on its own off-screen Figure so
+  the frame size is fixed up front whatever the window does.
+
+Frames are quantised to one shared 255-colour palette without dithering: flat plot backgrounds stay
+flat and colours do not flicker from frame to frame; a pixel that did not change since the previous
+frame is written as the transparent index, so each frame costs little more than what moved. The file is written to a temporary file beside the
+target and renamed, so a failed recording never leaves a partial GIF.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QApplication
+
+from explorer.core.snapshot import Snapshot
+
+from . import export
+
+GIF_WIDTH = 960  # px: sharp on a 1080p slide, small enough to embed
+FRAME_MS = 100  # 10 frames per second
+HOLD_LAST_MS = 1500  # the last frame stays a little, so the end state can be read before the loop
+PALETTE_SAMPLES = 3  # frames (first, middle, last) the shared palette is built from
+
+
+def _check_request(path: str | os.PathLike, frames: int, every: int, width: int | None) -> Path:
+    target = Path(path)
+    if target.suffix.lower() != ".gif":
+        raise ValueError(f"{target}: a GIF recording must end in .gif")
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"frames: must be an integer >= 1, got {frames!r}")
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every: must be an integer >= 1 (training steps between frames), got {every!r}")
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 16):
+        raise ValueError(f"width: must be at least 16 pixels, got {width!r}")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():  # fail before spending the training time
+        raise export.ExportError(f"cannot write {target}: folder {folder} does not exist")
+    return target
+
+
+def _shared_palette(frames: Sequence[np.ndarray], colors: int) -> Any:
+    """A palette image quantised from a few frames stacked together (first, middle, last)."""
+    from PIL import Image
+
+    picks = sorted({round(i * (len(frames) - 1) / max(PALETTE_SAMPLES - 1, 1)) for i in range(PALETTE_SAMPLES)})
+    sample = np.concatenate([frames[i] for i in picks], axis=0)
+    return Image.fromarray(sample).quantize(colors=colors, method=Image.Quantize.MEDIANCUT,
+                                            dither=Image.Dither.NONE)
+
+
+def quantise(frames: Sequence[np.ndarray], colors: int = 255) -> tuple[list[np.ndarray], np.ndarray]:
+    """[H, W] palette indices of each frame under one shared palette, and that [colors, 3] palette."""
+    from PIL import Image
+
+    palette = _shared_palette(frames, colors)
+    indices = [np.asarray(Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE))
+               for f in frames]
+    rgb = np.asarray(palette.getpalette()[: 3 * colors], dtype=np.uint8).reshape(-1, 3)
+    return indices, rgb
+
+
+def write_gif(frames: Sequence[np.ndarray], path: str | os.PathLike, frame_ms: int = FRAME_MS,
+              hold_last_ms: int = HOLD_LAST_MS, colors: int = 255) -> Path:
+    """Write [H, W, 3] uint8 frames (all one size) as a looping GIF with one shared palette.
+
+    ``colors`` ≤ 255 palette entries; one more index is kept transparent: after the first frame every
+    pixel equal to the previous frame's is written as that index ("keep what is there", disposal 1),
+    and the long runs it makes compress well (about a third smaller for a training figure).
+    Raises :class:`~explorer.gui.export.ExportError` (an OSError, one line) when it cannot be written.
+    """
+    from PIL import Image
+
+    if not frames:
+        raise ValueError("a GIF needs at least one frame")
+    if not 2 <= colors <= 255:
+        raise ValueError(f"colors: must be in 2..255 (one index is kept transparent), got {colors!r}")
+    shape = frames[0].shape
+    if any(f.shape != shape for f in frames):
+        raise ValueError(f"every frame must have the size of the first ({shape[1]}×{shape[0]} px)")
+    indices, rgb = quantise(frames, colors)
+    unchanged = len(rgb)  # the transparent index, just past the palette
+    palette = rgb.ravel().tolist() + [0, 0, 0] * (256 - len(rgb))
+    images = []
+    for i, frame in enumerate(indices):
+        if i:
+            frame = np.where(frame == indices[i - 1], np.uint8(unchanged), frame)
+        image = Image.fromarray(frame.astype(np.uint8), "P")
+        image.putpalette(palette)
+        images.append(image)
+    durations = [frame_ms] * (len(images) - 1) + [max(frame_ms, hold_last_ms)]
+
+    def write(tmp: str) -> None:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations,
+                       loop=0, transparency=unchanged, disposal=1, optimize=False)
+
+    return export.atomic_write(path, write)
+
+
+def render_frame(figure: Any, snapshot: Snapshot, width: int, panel: str | None = None,
+                 settle: bool = False) -> np.ndarray:
+    """Show ``snapshot`` on ``figure`` and return it (or one panel) as an [H, W, 3] uint8 frame.
+
+    ``settle``: feed the snapshot twice around a layout pass, for text whose size depends on the
+    layout (the first frame of a new figure).
+    """
+    app = QApplication.instance()
+    figure.update_snapshot(snapshot)
+    if settle and app is not None:
+        app.processEvents()
+        figure.update_snapshot(snapshot)
+    if app is not None:
+        app.processEvents()
+    return export.qimage_to_rgb(figure.grab_image(width, panel))
+
+
+def record_gif(session: Any, figure: Any, path: str | os.PathLike, frames: int, every: int,
+               width: int | None = None, panel: str | None = None,
+               on_frame: Callable[[int, Snapshot], Any] | None = None) -> Path:
+    """Train ``session`` and record ``frames`` frames of ``figure``, one every ``every`` steps.
+
+    Frame i shows the session at step ``start + i·every`` (frame 0 is the state it is in now), so the
+    session ends ``(frames − 1)·every`` steps further on. ``width``: frame width in pixels (default
+    ``GIF_WIDTH``); ``panel``: one of ``figure.panel_names()`` instead of the whole figure;
+    ``on_frame(i, snapshot)`` is called after each frame (progress). Needs a QApplication (an
+    off-screen one is enough). Call it on the thread that owns ``session`` (headless: the only one).
+
+    Returns the path written. Raises ``ValueError`` for a bad request (before any training) and
+    :class:`~explorer.gui.export.ExportError` when the file cannot be written.
+    """
+    target = _check_request(path, frames, every, width)
+    if panel is not None:
+        figure.update_snapshot(session.snapshot())
+        figure.panel(panel)  # KeyError naming the panels, before any training
+    width = width or GIF_WIDTH
+    images: list[np.ndarray] = []
+    for i in range(frames):
+        if i:
+            session.step(every)
+        snapshot = session.snapshot()
+        images.append(render_frame(figure, snapshot, width, panel, settle=(i == 0)))
+        if on_frame is not None:
+            on_frame(i, snapshot)
+    return write_gif(_same_size(images), target)
+
+
+def _same_size(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """Frames resized to the first one's size (a figure re-laid-out mid-recording can change height)."""
+    from PIL import Image
+
+    height, width = frames[0].shape[:2]
+    return [f if f.shape[:2] == (height, width)
+            else np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.LANCZOS))
+            for f in frames]
+
+
+class GifRecorder(QObject):
+    """Records a GIF from the snapshots a window receives, on an off-screen Figure of its own.
+
+    ``offer(snapshot)`` with every snapshot in order (``SessionWorker.yielded``); a frame is taken from
+    the first one and then from each snapshot at least ``every`` steps after the last frame (a
+    snapshot from before the last frame, after a Reset, is taken too and restarts the count). After
+    ``frames`` frames the GIF is written and ``finished(path, bytes)`` is emitted, or ``failed(message)``.
+
+    ``size``: the (width, height) the figure is laid out at, e.g. the window's figure, so the frame
+    looks like the screen; ``width``: the frame width in pixels.
+    """
+
+    progress = Signal(int, int)  # frames taken, frames asked for
+    finished = Signal(str, int)  # path, bytes written
+    failed = Signal(str)
+
+    def __init__(self, path: str | os.PathLike, frames: int, every: int, width: int | None = None,
+                 panel: str | None = None, presentation: bool = False,
+                 size: tuple[int, int] = (1600, 1000), parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        from .figure import Figure
+
+        self.path = _check_request(path, frames, every, width)
+        self.frames, self.every, self.width, self.panel = frames, every, width or GIF_WIDTH, panel
+        self._images: list[np.ndarray] = []
+        self._last_step: int | None = None
+        self.done = False
+        self.figure = Figure(presentation=presentation)
+        # laid out like a shown widget (pitfalls.md: exports need one), but never on a screen
+        self.figure.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
+        self.figure.resize(max(200, int(size[0])), max(200, int(size[1])))
+        self.figure.show()
+
+    @property
+    def taken(self) -> int:
+        return len(self._images)
+
+    def offer(self, snapshot: Snapshot) -> bool:
+        """Take a frame from ``snapshot`` if it is due. Returns True when one was taken."""
+        if self.done:
+            return False
+        last = self._last_step
+        if last is not None and last <= snapshot.step < last + self.every:
+            return False
+        try:
+            if self.panel is not None and self.panel not in self._panel_names(snapshot):
+                raise KeyError(f"no panel named {self.panel!r} in this figure")
+            self._images.append(render_frame(self.figure, snapshot, self.width, self.panel,
+                                             settle=not self._images))
+        except Exception as e:  # noqa: BLE001 (any rendering failure ends the recording with a message)
+            self._fail(f"{e.__class__.__name__}: {e}")
+            return False
+        self._last_step = snapshot.step
+        self.progress.emit(len(self._images), self.frames)
+        if len(self._images) >= self.frames:
+            self._write()
+        return True
+
+    def _panel_names(self, snapshot: Snapshot) -> list[str]:
+        self.figure.update_snapshot(snapshot)
+        return self.figure.panel_names()
+
+    def _write(self) -> None:
+        self.done = True
+        try:
+            path = write_gif(_same_size(self._images), self.path)
+        except (OSError, ValueError) as e:
+            self._images = []
+            self.failed.emit(str(e))
+            return
+        self._images = []
+        self.finished.emit(str(path), path.stat().st_size)
+
+    def _fail(self, message: str) -> None:
+        self.done = True
+        self._images = []
+        self.failed.emit(message)
+
+    def cancel(self) -> None:
+        """Stop recording and write nothing."""
+        self.done = True
+        self._images = []
+
+    def close(self) -> None:
+        """Free the off-screen figure (call before dropping the recorder)."""
+        self.cancel()
+        self.figure.close()
+        self.figure.deleteLater()
