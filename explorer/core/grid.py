@@ -142,34 +142,59 @@ def _merge_shallow(labels: np.ndarray, values: np.ndarray, shape: tuple[int, int
     return mapped[np.searchsorted(uniq, flat)].reshape(shape)
 
 
-def grid_stats(log_joint: np.ndarray, log_q: np.ndarray, grid: Grid) -> GridStats:
-    """All exact quantities from log p_θ(x, z) and log q_φ(z|x) on the grid ([n, n] each, any float)."""
+@dataclass(frozen=True)
+class PosteriorGrid:
+    """The posterior half of the grid quantities: it depends on θ and x only, not on q, so a session
+    with a frozen decoder computes it once per observation and shares it between runs."""
+
+    log_px: float
+    log_post: np.ndarray  # [n, n] normalised log p(z|x)
+    post_mass: np.ndarray  # [n, n] per-cell posterior masses (sum to 1)
+    labels: np.ndarray  # [n*n] each cell's mode (basins with shallow saddles merged)
+    warnings: tuple[str, ...]
+
+
+def posterior_grid(log_joint: np.ndarray, grid: Grid) -> PosteriorGrid | None:
+    """log p(x) and p(z|x) from log p_θ(x, z) on the grid; None when it is not finite anywhere."""
     log_joint = np.asarray(log_joint, dtype=np.float64)
-    log_q = np.asarray(log_q, dtype=np.float64)
     log_area = grid.log_cell_area
-    warnings: list[str] = []
     log_px = _logsumexp(log_joint) + log_area
     if not math.isfinite(log_px):
-        nan = float("nan")
-        return GridStats(nan, nan, nan, nan, nan, np.full_like(log_joint, -np.inf), log_q, (),
-                         ("log p(x, z) is not finite anywhere on the grid",))
+        return None
     log_post = log_joint - log_px
-    post_mass = np.exp(log_post + log_area)  # per-cell masses, sum to 1
-    q_cell = np.exp(log_q + log_area)
-    q_mass = float(q_cell.sum())
-    finite_q = np.isfinite(log_q)
-    diff = np.where(finite_q, log_q - log_post, 0.0)
-    kl_qp = float(np.sum(q_cell * diff))
-    kl_pq = float(np.sum(post_mass * np.where(finite_q, -diff, np.inf))) if post_mass.any() else float("nan")
-    if q_mass < Q_MASS_WARN:
-        warnings.append(f"only {q_mass:.1%} of q's mass is inside the box: the KLs are approximate")
+    post_mass = np.exp(log_post + log_area)
+    warnings = []
     if post_mass.max() > 0.25:
         warnings.append("the posterior is narrower than a grid cell: raise view.grid for exact numbers")
     edge = post_mass[0].sum() + post_mass[-1].sum() + post_mass[:, 0].sum() + post_mass[:, -1].sum()
     if edge > 1e-3:
         warnings.append(f"{edge:.1%} of the posterior's mass is on the box edge: log p(x) is underestimated")
+    return PosteriorGrid(log_px, log_post, post_mass, basins(log_post).ravel(), tuple(warnings))
 
-    labels = basins(log_post).ravel()
+
+def grid_stats(log_joint: np.ndarray | None, log_q: np.ndarray, grid: Grid,
+               posterior: PosteriorGrid | None = None) -> GridStats:
+    """All exact quantities from log p_θ(x, z) and log q_φ(z|x) on the grid ([n, n] each, any float).
+
+    Pass ``posterior`` (from ``posterior_grid``) instead of ``log_joint`` to reuse it."""
+    log_q = np.asarray(log_q, dtype=np.float64)
+    post = posterior if posterior is not None else posterior_grid(log_joint, grid)
+    if post is None:
+        nan = float("nan")
+        return GridStats(nan, nan, nan, nan, nan, np.full_like(log_q, -np.inf), log_q, (),
+                         ("log p(x, z) is not finite anywhere on the grid",))
+    log_post, post_mass = post.log_post, post.post_mass
+    q_cell = np.exp(log_q + grid.log_cell_area)
+    q_mass = float(q_cell.sum())
+    finite_q = np.isfinite(log_q)
+    diff = np.where(finite_q, log_q - log_post, 0.0)
+    kl_qp = float(np.sum(q_cell * diff))
+    kl_pq = float(np.sum(post_mass * np.where(finite_q, -diff, np.inf)))
+    warnings = list(post.warnings)
+    if q_mass < Q_MASS_WARN:
+        warnings.insert(0, f"only {q_mass:.1%} of q's mass is inside the box: the KLs are approximate")
+
+    labels = post.labels
     p_by_basin = np.bincount(labels, weights=post_mass.ravel(), minlength=labels.size)
     q_by_basin = np.bincount(labels, weights=q_cell.ravel(), minlength=labels.size)
     modes = []
@@ -177,7 +202,8 @@ def grid_stats(log_joint: np.ndarray, log_q: np.ndarray, grid: Grid) -> GridStat
         i1, i2 = divmod(int(root), grid.n)
         modes.append(Mode((float(grid.z1[i1]), float(grid.z2[i2])), float(p_by_basin[root]), float(q_by_basin[root])))
     modes.sort(key=lambda m: -m.p_mass)
-    return GridStats(log_px, kl_qp, kl_pq, log_px - kl_qp, q_mass, log_post, log_q, tuple(modes), tuple(warnings))
+    return GridStats(post.log_px, kl_qp, kl_pq, post.log_px - kl_qp, q_mass, log_post, log_q, tuple(modes),
+                     tuple(warnings))
 
 
 def posterior_moments(log_post: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .config import Config, ConfigError, RunConfig, TrainConfig, config_from_dict, config_to_dict, default_run_name
 from .diagnostics import ess_frac, gradient_snr, snr_floor
-from .grid import Grid, grid_stats, make_grid
+from .grid import Grid, PosteriorGrid, grid_stats, make_grid, posterior_grid
 from .models import Encoder, make_encoder
 from .objectives import OBJECTIVES, compute_losses, draw, log_mean_exp, normalised_weights
 from .problems import Decoder, Problem, make_problem
@@ -126,6 +126,7 @@ class Session:
         self._rate = 0.0
         self._view_cache: tuple[int, int, Snapshot] | None = None
         self._views_cache: tuple[tuple[int, int], tuple[RunView, ...]] | None = None
+        self._posterior_cache: dict[tuple[int, str], PosteriorGrid | None] = {}
         self._version = 0  # bumped by anything that changes the view without a step
         self._gen = torch.Generator(device=self.device)
         if config.view.snr_every:
@@ -323,9 +324,8 @@ class Session:
         x_obs = self.data[self.observation : self.observation + 1]
         pts = self.grid.points[:, None, :]  # [n², 1, 2] against a batch of one observation
         n = self.grid.n
-        log_joint = run.decoder.log_joint(x_obs, pts).reshape(n, n).double().cpu().numpy()
         log_q = run.encoder.log_prob(pts, x_obs).reshape(n, n).double().cpu().numpy()
-        stats = grid_stats(log_joint, log_q, self.grid)
+        stats = grid_stats(None, log_q, self.grid, posterior=self._posterior(run, x_obs))
 
         k, m = run.cfg.k, run.m
         gen = self._seeded(self.step_count, _VIEW, m, k, self.observation)
@@ -371,6 +371,18 @@ class Session:
                 log_q=np.nan_to_num(view.log_q, nan=-1e30, neginf=-1e30, posinf=0.0))
         run.last_view = view
         return view
+
+    def _posterior(self, run: _Run, x_obs: Tensor) -> PosteriorGrid | None:
+        """p_θ(z|x_obs) on the grid. With a frozen decoder it never changes: computed once per observation."""
+        frozen = not run.theta
+        key = (self.observation, self.config.problem.decoder)
+        if frozen and key in self._posterior_cache:
+            return self._posterior_cache[key]
+        log_joint = run.decoder.log_joint(x_obs, self.grid.points[:, None, :])
+        post = posterior_grid(log_joint.reshape(self.grid.n, self.grid.n).double().cpu().numpy(), self.grid)
+        if frozen:
+            self._posterior_cache[key] = post
+        return post
 
     def _views(self) -> tuple[RunView, ...]:
         """Every run's view of the current state, evaluated once per (step, version)."""
