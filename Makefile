@@ -28,7 +28,7 @@ bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m benchmarks
 
 gallery: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m benchmarks.gallery
+	QT_QPA_PLATFORM=offscreen $(BIN)/python docs/gallery.py
 
 soak: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m benchmarks.soak
