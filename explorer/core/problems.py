@@ -153,7 +153,11 @@ class FunnelFamily(GaussianLikDecoder):
 
     def log_prior(self, z: Tensor) -> Tensor:
         z1, z2 = z[..., 0], z[..., 1]
-        return log_normal(z1, 0.0, math.log(3.0)) + log_normal(z2, 0.0, 0.5 * z1)
+        # log N(z₂; 0, e^{z₁}) = −½ z₂² e^{−z₁} − ½ z₁ − ½ log 2π, with z₂² e^{−z₁} formed in log space and
+        # capped at e^80: deep in the neck (z₁ ≈ −100, a broad q's particle) float32 would overflow to −inf
+        # and turn the gradient into NaN. The cap changes nothing representable: such a particle has weight 0.
+        scaled_sq = torch.exp((2.0 * torch.log(z2.abs() + 1e-30) - z1).clamp(max=80.0))
+        return log_normal(z1, 0.0, math.log(3.0)) - 0.5 * scaled_sq - 0.5 * z1 - 0.5 * LOG_2PI
 
     def lik_mean(self, z: Tensor) -> Tensor:
         return self.a * z

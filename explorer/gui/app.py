@@ -113,7 +113,8 @@ def display_problem(probe: bool = True) -> str | None:
 
 
 def run_gui(config: Config, *, story: bool = False, probe: bool = True) -> int:
-    """Open the explorer on ``config`` and run until the window closes.
+    """Open the explorer on ``config`` (or, with ``story``, on the story's first scene) and run until
+    the window closes.
 
     Returns 0 after a normal close, 2 when no window can open here or the config is refused,
     1 when Qt's event loop ends with an error.
@@ -129,14 +130,14 @@ def run_gui(config: Config, *, story: bool = False, probe: bool = True) -> int:
     from .main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setApplicationName("VAE Explorer")
+    app.setOrganizationName("VAE Explorer")  # QSettings: recent files, geometry, export folder
+    app.setApplicationName("vae-explorer")
+    app.setApplicationDisplayName("VAE Explorer")
     try:
-        window = MainWindow(config)
+        window = MainWindow(config, story=story)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if story:
-        window.show_message("Story mode is not available yet; showing the scene.")
     interrupted: list[bool] = []
     previous = _close_on_ctrl_c(window, interrupted)
     window.show()

@@ -8,7 +8,8 @@ and tells the window what changed through signals:
 - *structural* changes that need a new Session (``config_edited(raw, reason)``: problem, encoder,
   objective, learn_decoder, batch size, seed, device, adding or removing a run).
 
-Invalid values are refused at the control: every spin box has the range the config accepts.
+Invalid values are refused at the control: every spin box has the range the config accepts, and says
+why when it refuses what was typed (a tooltip at the box, and ``refused(reason)`` for the status bar).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import copy
 import math
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QPoint, Qt, Signal, Slot
+from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -29,6 +31,7 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSpinBox,
     QToolButton,
+    QToolTip,
     QVBoxLayout,
     QWidget,
 )
@@ -56,16 +59,85 @@ def objective_tooltip(name: str) -> str:
     return f"{name.upper()}\n{spec.formula}\n{spec.shows}"
 
 
-class LogSpinBox(QDoubleSpinBox):
+def _explain_refusal(box: "SpinBox | DoubleSpinBox", text: str) -> None:
+    """When ``text`` is a number outside the box's range, say so at the box and through ``refused``."""
+    stripped = text.strip()
+    value, ok = box.locale().toDouble(stripped)
+    if not ok:
+        try:
+            value = float(stripped)
+        except ValueError:
+            return  # not a number (yet): the box just does not take the keystroke
+    if box.minimum() <= value <= box.maximum():
+        return
+    reason = (f"{box.label}: {stripped} is refused; it must be between {box.textFromValue(box.minimum())} "
+              f"and {box.textFromValue(box.maximum())}{box.why}")
+    QToolTip.showText(box.mapToGlobal(QPoint(0, box.height())), reason, box)
+    box.refused.emit(reason)
+
+
+class SpinBox(QSpinBox):
+    """An integer box over the range the config accepts that explains a refused entry.
+
+    Typing past the maximum is refused key by key; a value below the minimum is put back to the last
+    valid one on Enter or focus-out. Both show why (tooltip) and emit ``refused(reason)``.
+    """
+
+    refused = Signal(str)
+
+    def __init__(self, lo: int, hi: int, tip: str, label: str, why: str = "",
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label, self.why = label, why
+        self.setRange(lo, hi)
+        self.setKeyboardTracking(False)  # apply on Enter / focus-out / arrows, not on every digit
+        self.setToolTip(tip)
+
+    def validate(self, text: str, pos: int):  # noqa: D102 (Qt override)
+        result = super().validate(text, pos)
+        if result[0] == QValidator.State.Invalid:
+            _explain_refusal(self, text)
+        return result
+
+    def fixup(self, text: str):  # noqa: D102 (Qt override: called on Enter with an unfinished value)
+        _explain_refusal(self, text)
+        return super().fixup(text)
+
+
+class DoubleSpinBox(QDoubleSpinBox):
+    """A number box over the range the config accepts that explains a refused entry (see SpinBox)."""
+
+    refused = Signal(str)
+
+    def __init__(self, lo: float, hi: float, step: float, decimals: int, tip: str, label: str,
+                 why: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label, self.why = label, why
+        self.setDecimals(decimals)
+        self.setRange(lo, hi)
+        self.setSingleStep(step)
+        self.setKeyboardTracking(False)
+        self.setToolTip(tip)
+
+    def validate(self, text: str, pos: int):  # noqa: D102
+        result = super().validate(text, pos)
+        if result[0] == QValidator.State.Invalid:
+            _explain_refusal(self, text)
+        return result
+
+    def fixup(self, text: str):  # noqa: D102
+        _explain_refusal(self, text)
+        return super().fixup(text)
+
+
+class LogSpinBox(DoubleSpinBox):
     """A learning-rate box: arrows step along 1, 2, 5 × 10ⁿ; text shows 3 significant digits."""
 
     _MANTISSAS = (1.0, 2.0, 5.0)
 
-    def __init__(self, lo: float, hi: float, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setDecimals(8)
-        self.setRange(lo, hi)
-        self.setKeyboardTracking(False)
+    def __init__(self, lo: float, hi: float, tip: str = "", label: str = "Learning rate",
+                 parent: QWidget | None = None) -> None:
+        super().__init__(lo, hi, 0.0, 8, tip, label, parent=parent)
 
     def textFromValue(self, value: float) -> str:  # noqa: N802 (Qt override)
         return f"{value:.3g}"
@@ -77,8 +149,6 @@ class LogSpinBox(QDoubleSpinBox):
             return self.value()
 
     def validate(self, text: str, pos: int):  # noqa: D102
-        from PySide6.QtGui import QValidator
-
         stripped = text.strip()
         if stripped in ("", ".", "-", "e", "1e", "1e-"):
             return QValidator.State.Intermediate, text, pos
@@ -90,7 +160,7 @@ class LogSpinBox(QDoubleSpinBox):
             return QValidator.State.Invalid, text, pos
         if self.minimum() <= v <= self.maximum():
             return QValidator.State.Acceptable, text, pos
-        return QValidator.State.Intermediate, text, pos
+        return QValidator.State.Intermediate, text, pos  # explained on Enter (fixup)
 
     def stepBy(self, steps: int) -> None:  # noqa: N802
         ladder = sorted({m * 10.0 ** e for e in range(-7, 3) for m in self._MANTISSAS
@@ -110,24 +180,6 @@ def _combo() -> QComboBox:
     box = QComboBox()
     box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     box.setMinimumContentsLength(10)
-    return box
-
-
-def _spin(lo: int, hi: int, tip: str) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(lo, hi)
-    box.setKeyboardTracking(False)  # apply on Enter / focus-out / arrows, not on every digit
-    box.setToolTip(tip)
-    return box
-
-
-def _dspin(lo: float, hi: float, step: float, decimals: int, tip: str) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setRange(lo, hi)
-    box.setSingleStep(step)
-    box.setDecimals(decimals)
-    box.setKeyboardTracking(False)
-    box.setToolTip(tip)
     return box
 
 
@@ -177,10 +229,11 @@ class RunEditor(QGroupBox):
             self.encoder.setItemData(i, what, Qt.ItemDataRole.ToolTipRole)
         form.addRow("Encoder", self.encoder)
 
-        self.k = _spin(1, 100_000, "K: importance samples (particles) per group")
-        self.m = _spin(1, 10_000, "M: independent groups of K particles")
-        self.beta = _dspin(0.0, 1.0, 0.05, 2, "β: weight of the ELBO in β·ELBO + (1−β)·L_K")
-        self.alpha = _dspin(-5.0, 0.95, 0.05, 2, "α of the Rényi bound (α = 0: IWAE, α → 1: ELBO)")
+        self.k = SpinBox(1, 100_000, "K: importance samples (particles) per group", "K")
+        self.m = SpinBox(1, 10_000, "M: independent groups of K particles", "M")
+        self.beta = DoubleSpinBox(0.0, 1.0, 0.05, 2, "β: weight of the ELBO in β·ELBO + (1−β)·L_K", "β")
+        self.alpha = DoubleSpinBox(-5.0, 0.95, 0.05, 2, "α of the Rényi bound (α = 0: IWAE, α → 1: ELBO)", "α",
+                                   " (α = 1 is the ELBO itself: use a VAE run)")
         self._param_rows = {"k": self.k, "m": self.m, "beta": self.beta, "alpha": self.alpha}
         for label, box in (("K", self.k), ("M", self.m), ("β", self.beta), ("α", self.alpha)):
             form.addRow(label, box)
@@ -234,6 +287,7 @@ class RunEditor(QGroupBox):
 class ControlPanel(QWidget):
     """All controls of the dock. See the module docstring for the signals."""
 
+    refused = Signal(str)  # why a typed value was not taken (for the status bar)
     preset_chosen = Signal(str)
     config_edited = Signal(dict, str)  # the edited raw dict, and what changed (for the status bar)
     lr_changed = Signal(float)
@@ -282,7 +336,8 @@ class ControlPanel(QWidget):
             self.speed.addItem(label, value)
         self.speed.setToolTip("Training speed; slow motion shows every step")
         form.addRow("Speed", self.speed)
-        self.observation = _spin(0, 0, "Index of the observation x shown (or click a data point)")
+        self.observation = SpinBox(0, 0, "Index of the observation x shown (or click a data point)",
+                                   "Observation", " (an index into the data set)")
         form.addRow("Observation", self.observation)
         outer.addWidget(box)
 
@@ -301,12 +356,11 @@ class ControlPanel(QWidget):
 
         # training
         box, form = _section("Training")
-        self.lr = LogSpinBox(1e-6, 1.0)
-        self.lr.setToolTip("Learning rate of every run (applies at the next step)")
+        self.lr = LogSpinBox(1e-6, 1.0, "Learning rate of every run (applies at the next step)")
         form.addRow("Learning rate", self.lr)
-        self.batch_size = _spin(1, 100_000, "Minibatch size (rebuilds the session)")
+        self.batch_size = SpinBox(1, 100_000, "Minibatch size (rebuilds the session)", "Batch size")
         form.addRow("Batch size", self.batch_size)
-        self.seed = _spin(0, 2**31 - 1, "Seed (rebuilds the session); Reseed picks a new one")
+        self.seed = SpinBox(0, 2**31 - 1, "Seed (rebuilds the session); Reseed picks a new one", "Seed")
         form.addRow("Seed", self.seed)
         self.device = _combo()
         for name in available_devices():
@@ -341,6 +395,8 @@ class ControlPanel(QWidget):
         self.seed.valueChanged.connect(self._on_seed)
         self.device.currentIndexChanged.connect(self._on_device)
         self.add_run.clicked.connect(self._on_add_run)
+        for box in (self.observation, self.lr, self.batch_size, self.seed):
+            box.refused.connect(self.refused)
 
     # ------------------------------------------------------------------ state in
     def _populate_presets(self) -> None:
@@ -398,6 +454,8 @@ class ControlPanel(QWidget):
             editor.encoder_changed.connect(self._on_encoder)
             editor.params_changed.connect(self._on_run_params)
             editor.remove_requested.connect(self._on_remove_run)
+            for box in (editor.k, editor.m, editor.beta, editor.alpha):
+                box.refused.connect(self.refused)
             self._runs_layout.addWidget(editor)
             self._runs.append(editor)
         self.add_run.setEnabled(len(cfg.runs) < MAX_GUI_RUNS)

@@ -24,8 +24,8 @@ from typing import Iterator
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontMetricsF, QGuiApplication, QImage, QTextDocument
-from PySide6.QtWidgets import QApplication, QSizePolicy
+from PySide6.QtGui import QFontMetricsF, QGuiApplication, QImage, QPixmapCache, QTextDocument
+from PySide6.QtWidgets import QApplication, QGraphicsItem, QSizePolicy
 
 from explorer.core.snapshot import Snapshot
 
@@ -34,6 +34,11 @@ from .panels import CurvesPanel, DataPanel, PosteriorPanel, WeightsPanel
 from .theme import Style
 
 CURVE_KINDS = ("snr", "bounds", "kl", "ess")
+# Items that change rarely are drawn from a pixmap of their last rendering (Qt's device-coordinate cache):
+# the axes with their grid lines (redrawn only when a range changes), the image of p(z|x) and its contours
+# (fixed while the decoder is frozen). Re-rendering them every frame took ~12 of a frame's ~30 ms of
+# painting. The caches live in QPixmapCache, whose default 10 MB would evict them every frame.
+PIXMAP_CACHE_KB = 128 * 1024
 
 
 class Figure(pg.GraphicsLayoutWidget):
@@ -63,6 +68,9 @@ class Figure(pg.GraphicsLayoutWidget):
         self.legend: pg.LegendItem | None = None
         self.colorbar: pg.ColorBarItem | None = None
         self._legend_samples: list[pg.PlotDataItem] = []
+        self._item_cache = True
+        if QPixmapCache.cacheLimit() < PIXMAP_CACHE_KB:
+            QPixmapCache.setCacheLimit(PIXMAP_CACHE_KB)
         self.ci.setContentsMargins(8, 6, 18, 6)  # room for the last tick label on the right
         self.ci.setSpacing(6)
         self.scene().sigMouseClicked.connect(self._on_scene_click)
@@ -84,11 +92,15 @@ class Figure(pg.GraphicsLayoutWidget):
         if key != self._key:
             self._build(len(snapshot.runs), x_dim, snapshot.box)
             self._key = key
+            self._set_item_cache(self._item_cache)
         self._snapshot = snapshot
         self._update_caption(snapshot)
         self._update_legend(snapshot)
         for panel in self.panels():
             panel.update(snapshot)
+            # settle ranges and view transforms now: pyqtgraph defers them to the paint, where the items they
+            # move ask for a second paint of their panels
+            panel.plot.getViewBox().prepareForPaint()
 
     def set_presentation(self, on: bool) -> None:
         """Talk mode: larger fonts, thicker lines and markers."""
@@ -125,7 +137,7 @@ class Figure(pg.GraphicsLayoutWidget):
     def grab_image(self, width: int | None = None, panel: str | None = None) -> QImage:
         """The figure (or one panel) rendered to a QImage ``width`` pixels wide, pens scaled to match."""
         target = self._export_target(panel)
-        with self._export_scale(target, width):
+        with self._export_scale(target, width), self._uncached():
             return export.render_image(target, width)
 
     def export_png(self, path: str | os.PathLike, width: int | None = None, panel: str | None = None) -> str:
@@ -134,7 +146,8 @@ class Figure(pg.GraphicsLayoutWidget):
 
     def export_svg(self, path: str | os.PathLike, panel: str | None = None) -> str:
         target = self._export_target(panel)
-        return str(export.write_bytes(export.render_svg(target), path))
+        with self._uncached():
+            return str(export.write_bytes(export.render_svg(target), path))
 
     def copy_to_clipboard(self, width: int | None = None) -> None:
         QGuiApplication.clipboard().setImage(self.grab_image(width))
@@ -319,6 +332,35 @@ class Figure(pg.GraphicsLayoutWidget):
             self._caption_html = ""
             self._legend_names = []
             self.update_snapshot(self._snapshot)
+
+    # ------------------------------------------------------------------ item caches
+    def _cached_items(self) -> Iterator[QGraphicsItem]:
+        """The items drawn from a pixmap cache on screen (see PIXMAP_CACHE_KB)."""
+        for item in self.scene().items():
+            if isinstance(item, pg.AxisItem):
+                yield item
+        for panel in self.posteriors:
+            yield panel.image
+            yield from panel.p_lines
+
+    def _set_item_cache(self, on: bool) -> None:
+        mode = QGraphicsItem.CacheMode.DeviceCoordinateCache if on else QGraphicsItem.CacheMode.NoCache
+        for item in self._cached_items():
+            item.setCacheMode(mode)
+
+    @contextlib.contextmanager
+    def _uncached(self) -> Iterator[None]:
+        """Exports render every item directly, exactly as without the screen's caches."""
+        if not self._item_cache:
+            yield
+            return
+        self._item_cache = False
+        self._set_item_cache(False)
+        try:
+            yield
+        finally:
+            self._item_cache = True
+            self._set_item_cache(True)
 
     # ------------------------------------------------------------------ export plumbing
     def _export_target(self, panel: str | None):

@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, Signal
+from PySide6.QtWidgets import QApplication, QWidget
 
 from explorer.core.snapshot import Snapshot
 
 from . import export
 
+GIF_FRAMES = 40
 GIF_WIDTH = 960  # px: sharp on a 1080p slide, small enough to embed
 FRAME_MS = 100  # 10 frames per second
 HOLD_LAST_MS = 1500  # the last frame stays a little, so the end state can be read before the loop
@@ -107,20 +108,33 @@ def write_gif(frames: Sequence[np.ndarray], path: str | os.PathLike, frame_ms: i
     return export.atomic_write(path, write)
 
 
+def process_events() -> None:
+    """Let Qt handle everything pending (headless: nothing else is in flight)."""
+    app = QApplication.instance()
+    if app is not None:
+        app.processEvents()
+
+
+def lay_out() -> None:
+    """Apply pending layout requests only. Inside a window's slot a full ``processEvents`` would run
+    queued snapshots and timers re-entrantly (a later frame, or the end of the recording, inside this
+    one); layout requests are all a figure needs before it is rendered."""
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+
+
 def render_frame(figure: Any, snapshot: Snapshot, width: int, panel: str | None = None,
-                 settle: bool = False) -> np.ndarray:
+                 settle: bool = False, events: Callable[[], None] = process_events) -> np.ndarray:
     """Show ``snapshot`` on ``figure`` and return it (or one panel) as an [H, W, 3] uint8 frame.
 
     ``settle``: feed the snapshot twice around a layout pass, for text whose size depends on the
-    layout (the first frame of a new figure).
+    layout (the first frame of a new figure). ``events``: how pending events are handled between
+    feeding and rendering (:func:`process_events` or :func:`lay_out`).
     """
-    app = QApplication.instance()
     figure.update_snapshot(snapshot)
-    if settle and app is not None:
-        app.processEvents()
+    if settle:
+        events()
         figure.update_snapshot(snapshot)
-    if app is not None:
-        app.processEvents()
+    events()
     return export.qimage_to_rgb(figure.grab_image(width, panel))
 
 
@@ -192,14 +206,14 @@ class GifRecorder(QObject):
         self._last_step: int | None = None
         self.done = False
         self.figure = Figure(presentation=presentation)
+        if isinstance(parent, QWidget):
+            # owned by the window on the C++ side, so it never outlives Qt as an orphan of Python's
+            # (pitfalls.md: that can abort the interpreter at exit); a window of its own, not a child
+            self.figure.setParent(parent, Qt.WindowType.Window)
         # laid out like a shown widget (pitfalls.md: exports need one), but never on a screen
         self.figure.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
         self.figure.resize(max(200, int(size[0])), max(200, int(size[1])))
         self.figure.show()
-
-    @property
-    def taken(self) -> int:
-        return len(self._images)
 
     def offer(self, snapshot: Snapshot) -> bool:
         """Take a frame from ``snapshot`` if it is due. Returns True when one was taken."""
@@ -209,10 +223,11 @@ class GifRecorder(QObject):
         if last is not None and last <= snapshot.step < last + self.every:
             return False
         try:
-            if self.panel is not None and self.panel not in self._panel_names(snapshot):
-                raise KeyError(f"no panel named {self.panel!r} in this figure")
+            if self.panel is not None and not self._images:
+                self.figure.update_snapshot(snapshot)
+                self.figure.panel(self.panel)  # KeyError naming the panels there are
             self._images.append(render_frame(self.figure, snapshot, self.width, self.panel,
-                                             settle=not self._images))
+                                             settle=not self._images, events=lay_out))
         except Exception as e:  # noqa: BLE001 (any rendering failure ends the recording with a message)
             self._fail(f"{e.__class__.__name__}: {e}")
             return False
@@ -221,10 +236,6 @@ class GifRecorder(QObject):
         if len(self._images) >= self.frames:
             self._write()
         return True
-
-    def _panel_names(self, snapshot: Snapshot) -> list[str]:
-        self.figure.update_snapshot(snapshot)
-        return self.figure.panel_names()
 
     def _write(self) -> None:
         self.done = True

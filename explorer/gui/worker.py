@@ -46,10 +46,15 @@ def lower_thread_priority(nice: int) -> None:
         pass
 
 
-def _snapshots(session: SessionLike, hz: float, every_steps: int | None,
-               max_steps: int | None, nice: int) -> Iterator[Any]:
+def _snapshots(session: SessionLike, hz: float, every_steps: int | None, max_steps: int | None,
+               nice: int, failures: list[BaseException]) -> Iterator[Any]:
     lower_thread_priority(nice)
-    yield from session.iterate(hz=hz, every_steps=every_steps, max_steps=max_steps)
+    try:
+        yield from session.iterate(hz=hz, every_steps=every_steps, max_steps=max_steps)
+    except Exception as e:  # noqa: BLE001
+        # superqt takes any RuntimeError from the generator for "the worker was deleted" and only
+        # warns; a RunFailure and most torch errors are RuntimeErrors. Keep it for _on_finished.
+        failures.append(e)
 
 
 class SessionWorker(QObject):
@@ -90,6 +95,7 @@ class SessionWorker(QObject):
         self._pool.setMaxThreadCount(1)
         self._worker: GeneratorWorker | None = None
         self._pending: Any = None
+        self._failures: list[BaseException] = []  # appended by the worker thread before it finishes
         self._stopped = False
         self._running = False
         self.received = 0  # snapshots that reached the GUI thread
@@ -104,7 +110,7 @@ class SessionWorker(QObject):
         if self._worker is not None:
             raise RuntimeError("this SessionWorker was already started")
         worker = GeneratorWorker(_snapshots, self.session, self._hz, self.every_steps, self._max_steps,
-                                 self._nice)
+                                 self._nice, self._failures)
         worker.setAutoDelete(False)  # we keep the Python wrapper; the pool must not delete it
         worker.yielded.connect(self._on_yielded)
         worker.errored.connect(self._on_errored)
@@ -176,6 +182,8 @@ class SessionWorker(QObject):
         self._running = False
         if not self._stopped:
             self._flush()  # the last snapshot before the end
+            for exc in self._failures:
+                self._on_errored(exc)
         self.finished.emit()
 
 

@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 import pytest
+
 import torch
 
 from explorer.cli import main
-from explorer.core.config import list_presets
+from explorer.core.config import list_presets, load_preset
 from explorer.core.models import ENCODERS
 from explorer.core.objectives import OBJECTIVES
 from explorer.core.problems import PROBLEMS
@@ -118,7 +119,8 @@ def test_run_writes_the_summary_contract(run_out):
 
     cfg = summary["config"]  # fully resolved: defaults filled in, overrides applied
     assert cfg["view"]["grid"] == 32 and cfg["view"]["snr_every"] == 10
-    assert cfg["train"]["lr"] == 0.003 and cfg["problem"]["name"] == "bimodal"
+    preset = load_preset("mode-seeking")
+    assert cfg["train"]["lr"] == preset.train.lr and cfg["problem"]["name"] == preset.problem.name
     assert {"log_every", "samples", "snr_replicates"} <= set(cfg["view"])
 
     runs = summary["runs"]
@@ -127,7 +129,8 @@ def test_run_writes_the_summary_contract(run_out):
     for run in runs:
         for key in ("name", "objective", "k", "m", "x_obs", "final"):
             assert key in run, key
-        assert run["m"] == 1 and run["x_obs"] == [2.0, 0.5]
+        x0 = [float(v) for v in preset.problem.options["x0"]]
+        assert run["m"] == 1 and run["x_obs"] == pytest.approx(x0)  # data[0] is the problem's showcase x0
         final = run["final"]
         for key in FINAL_KEYS:
             assert key in final, key

@@ -2,9 +2,7 @@
 the textbook formula (Gaussians) or the change-of-variables formula with a numerical Jacobian (flow)."""
 from __future__ import annotations
 
-import importlib.util
 import math
-import pathlib
 import sys
 
 import numpy as np
@@ -16,17 +14,7 @@ from explorer.core.grid import make_grid
 from explorer.core.models import FlowEncoder, FullGaussianEncoder, GaussianEncoder, make_encoder
 
 
-def _load_helpers():
-    name = "_core_test_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("helpers.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-H = _load_helpers()
+import helpers as H  # noqa: E402  (tests/core is on sys.path under pytest's default import mode)
 KINDS = ["linear", "gaussian", "full-gaussian", "flow"]
 
 

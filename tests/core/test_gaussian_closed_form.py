@@ -5,9 +5,7 @@ For q = N(m, s²I):  KL(q‖p(z|x)) = (d/2)(2s² − 1 − ln 2s²) + ‖m − c
 """
 from __future__ import annotations
 
-import importlib.util
 import math
-import pathlib
 import sys
 
 import numpy as np
@@ -18,17 +16,7 @@ from explorer.core.grid import grid_stats, posterior_moments
 from explorer.core.objectives import compute_losses, draw
 
 
-def _load_helpers():
-    name = "_core_test_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("helpers.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-H = _load_helpers()
+import helpers as H  # noqa: E402  (tests/core is on sys.path under pytest's default import mode)
 
 # observations: the showcase x0, the origin, and one off to the side
 XS = [None, [0.0, 0.0], [2.0, -1.5]]

@@ -2,9 +2,7 @@
 warnings, and a far-tail observation done entirely in log space."""
 from __future__ import annotations
 
-import importlib.util
 import math
-import pathlib
 import sys
 
 import numpy as np
@@ -15,17 +13,7 @@ from explorer.core.grid import MODE_MIN_MASS, basins, grid_stats, make_grid, pos
 from explorer.core.problems import make_problem
 
 
-def _load_helpers():
-    name = "_core_test_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("helpers.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-H = _load_helpers()
+import helpers as H  # noqa: E402  (tests/core is on sys.path under pytest's default import mode)
 
 
 def _iso_log_normal(grid, mean, std):

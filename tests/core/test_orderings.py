@@ -1,9 +1,7 @@
 """Orderings that must hold: E[L_K] is non-decreasing in K and below log p(x); grid KLs are ≥ 0."""
 from __future__ import annotations
 
-import importlib.util
 import math
-import pathlib
 import sys
 
 import numpy as np
@@ -16,17 +14,7 @@ from explorer.core.objectives import draw, log_mean_exp
 from explorer.core.problems import PROBLEMS, make_problem
 
 
-def _load_helpers():
-    name = "_core_test_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("helpers.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-H = _load_helpers()
+import helpers as H  # noqa: E402  (tests/core is on sys.path under pytest's default import mode)
 KS = (1, 4, 16, 64)
 N_DRAWS = 2000
 

@@ -13,56 +13,13 @@ import pytest
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
+from window_helpers import TINY, TINY_VIEW, wait_snapshot
+
 from explorer.core.config import config_from_dict, config_to_dict, list_presets, load_preset
 from explorer.core.objectives import OBJECTIVES
 from explorer.gui.main_window import ExportDialog, MainWindow
 
-TINY_VIEW = ["view.grid=32", "view.samples=50", "view.snr_every=5", "view.snr_replicates=4",
-             "view.log_every=5"]
-TINY = {
-    "title": "Tiny scene",
-    "description": "A tiny bimodal scene for the GUI tests.",
-    "problem": {"name": "bimodal", "n_data": 64},
-    "train": {"batch_size": 16, "hidden": [8, 8], "lr": 0.01},
-    "view": {"grid": 32, "samples": 50, "snr_every": 5, "snr_replicates": 4, "log_every": 5},
-    "device": "cpu",
-    "runs": [{"objective": "vae", "k": 1}, {"objective": "iwae", "k": 4}],
-}
 PRESETS = [p["name"] for p in list_presets()]
-
-
-@pytest.fixture
-def open_window(qtbot):
-    """Build, show and (at the end) close windows; wait for their first snapshot."""
-    windows: list[MainWindow] = []
-
-    def make(config=None, **kwargs) -> MainWindow:
-        window = MainWindow(config or config_from_dict(TINY), **kwargs)
-        windows.append(window)
-        with qtbot.waitSignal(window.snapshot_shown, timeout=10_000):
-            window.show()
-        return window
-
-    yield make
-    for window in windows:
-        window.close()
-        assert window.worker is None
-        window.deleteLater()
-    QApplication.processEvents()
-
-
-def wait_snapshot(qtbot, window, condition, timeout=10_000, fresh=False):
-    """Wait until a drawn snapshot satisfies ``condition(snapshot)``; return that snapshot.
-
-    ``fresh``: only a snapshot drawn from now on counts (queued snapshots are drawn only while
-    waiting, so one that answers a command just sent is never missed).
-    """
-    if not fresh and window.last_snapshot is not None and condition(window.last_snapshot):
-        return window.last_snapshot
-    with qtbot.waitSignal(window.snapshot_shown, timeout=timeout,
-                          check_params_cb=lambda _step: condition(window.last_snapshot)):
-        pass
-    return window.last_snapshot
 
 
 @pytest.mark.skipif(not PRESETS, reason="assets/presets is empty")

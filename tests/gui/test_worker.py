@@ -144,18 +144,43 @@ def test_no_snapshot_is_delivered_after_stop(qtbot):
     assert len(receiver.steps) == seen
 
 
-def test_an_error_in_the_session_is_reported_not_raised(qtbot):
+class RunBroke(RuntimeError):
+    """Like Session's RunFailure: a RuntimeError, which superqt alone would only warn about."""
+
+
+@pytest.mark.parametrize("error", [FloatingPointError("loss is NaN"), RunBroke("loss is NaN")])
+def test_an_error_in_the_session_is_reported_not_raised(qtbot, error):
     class Broken(FakeSession):
         def iterate(self, hz=30.0, every_steps=None, max_steps=None):
             yield self._snapshot()
-            raise FloatingPointError("loss is NaN")
+            raise error
 
     worker = SessionWorker(Broken(paused=False), hz=1e9)
     messages: list[str] = []
+    errors: list[BaseException] = []
     worker.failed.connect(messages.append)  # emitted in the GUI thread
+    worker.errored.connect(errors.append)
     with qtbot.waitSignal(worker.finished, timeout=5000):
         worker.start()
-    assert len(messages) == 1 and "FloatingPointError: loss is NaN" in messages[0]
+    assert messages == [f"{type(error).__name__}: loss is NaN"]
+    # the exception itself, traceback included, for the window's details box
+    assert errors == [error]
+    assert errors[0].__traceback__ is not None
+    assert worker.stop()
+
+
+def test_yielded_carries_every_snapshot_in_order(qtbot):
+    """snapshot_ready may skip snapshots the GUI had no time for; yielded never does (GIF frames)."""
+    session = FakeSession(paused=False)
+    worker = SessionWorker(session, hz=1e9, every_steps=1, max_steps=500)
+    everything, drawn = Receiver(), Receiver()
+    worker.yielded.connect(everything.on_snapshot)
+    worker.snapshot_ready.connect(drawn.on_snapshot)
+    with qtbot.waitSignal(worker.finished, timeout=30_000):
+        worker.start()
+    assert everything.steps == list(range(501))
+    assert everything.threads == {threading.main_thread().name}
+    assert drawn.steps[-1] == 500 and len(drawn.steps) <= len(everything.steps)
     assert worker.stop()
 
 

@@ -1,0 +1,237 @@
+"""The talk-ready scenes (assets/presets) and Story mode.
+
+Fast tests: every preset loads, has a title and a description, and builds a Session; every Story scene's
+config loads; the view settings the slow tests lower do not change training.
+
+Slow tests (``-m slow``): each preset runs headless through the command line, as a user would, for seeds
+0–4 with its own steps and runs, and the test asserts what its description promises, from summary.json
+(``runs[i].final``) and, for gradient-SNR claims, from the probe history in metrics.csv. Only view
+settings are lowered (grid, samples, and the probe/log schedule where a claim does not read it); the
+measured numbers are in docs/presets.md.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from explorer import cli
+from explorer.core.config import PRESET_DIR, list_presets, load_preset
+from explorer.core.session import Session
+from explorer.core.story import STORY, StoryScene, story_config
+
+PRESETS = ("mode-seeking", "snr-vs-k", "tighter-not-better", "dreg-fix", "ring", "funnel", "mixture")
+SEEDS = range(5)
+
+# View settings the claim tests lower. None of them changes training (test_view_settings_do_not_change_training).
+FAST_VIEW = ["view.grid=100", "view.samples=0"]
+NO_PROBE = [*FAST_VIEW, "view.snr_every=0", "view.log_every=50"]  # claims read final values only
+PROBE_ROWS = [*FAST_VIEW, "view.log_every=20"]  # one metrics row per SNR probe (snr_every = 20)
+
+
+# --------------------------------------------------------------------------- fast
+def test_every_preset_file_is_listed():
+    names = {p.stem for p in PRESET_DIR.glob("*.toml")}
+    assert names == set(PRESETS), "a preset was added or removed: give it a claim test here"
+    assert {p["name"] for p in list_presets()} == set(PRESETS)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_loads_and_builds_a_session(name):
+    cfg = load_preset(name)
+    assert cfg.title.strip() and cfg.title != "VAE Explorer"
+    assert len(cfg.description.split()) >= 30, "the description states the expected outcome"
+    assert cfg.seed == 0 and 0 < cfg.steps <= 3000
+    session = Session(cfg, device="cpu")
+    snap = session.snapshot()
+    assert len(snap.runs) == len(cfg.runs)
+    assert not [w for w in snap.warnings if "box" in w], snap.warnings
+
+
+def test_default_scene_is_mode_seeking():
+    cfg = load_preset("mode-seeking")
+    assert cfg.problem.name == "bimodal" and not cfg.problem.learn_decoder
+    assert [(r.objective, r.k) for r in cfg.runs] == [("vae", 1), ("iwae", 64), ("rws", 64)]
+
+
+def test_story_scenes_load():
+    assert len(STORY) == 6
+    for i, scene in enumerate(STORY):
+        assert isinstance(scene, StoryScene)
+        assert scene.title.strip() and scene.preset in PRESETS
+        sentences = [s for s in scene.caption.replace("…", ".").split(". ") if s.strip()]
+        assert 2 <= len(sentences) <= 4, (scene.title, len(sentences))
+        cfg = story_config(i)
+        assert cfg.title == scene.title and cfg.description == scene.caption
+        Session(load_preset(scene.preset, [*scene.overrides, "view.grid=32", "view.snr_every=0"]), device="cpu")
+    with pytest.raises(IndexError):
+        story_config(len(STORY))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        STORY[0].title = "x"  # type: ignore[misc]
+
+
+def _trained_parameters(name: str, view: list[str], steps: int) -> list[torch.Tensor]:
+    session = Session(load_preset(name, [f"steps={steps}", *view]), device="cpu")
+    session.step(steps)
+    session.snapshot()
+    return [p.detach().clone() for r in session.runs for p in (*r.encoder.parameters(), *r.decoder.parameters())]
+
+
+@pytest.mark.parametrize(("name", "lowered"), [
+    ("mode-seeking", NO_PROBE),
+    ("dreg-fix", [*PROBE_ROWS, "view.snr_every=7", "view.snr_replicates=8"]),  # another probe schedule
+    ("ring", NO_PROBE),
+])
+def test_view_settings_do_not_change_training(name, lowered):
+    """The SNR probe, the snapshot and the metric rows draw their noise from their own seeds, so the
+    view settings the claim tests lower leave the trained parameters bit for bit the same."""
+    full = _trained_parameters(name, [], 30)  # the preset's own view
+    low = _trained_parameters(name, lowered, 30)
+    assert len(full) == len(low)
+    for a, b in zip(full, low):
+        assert torch.equal(a, b)
+
+
+# --------------------------------------------------------------------------- slow: helpers
+def run_preset(name: str, seed: int, out: Path, view: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run a preset headless through the command line; return summary.json and metrics.csv's rows."""
+    argv = ["run", "--preset", name, "--seed", str(seed), "--device", "cpu", "--out", str(out)]
+    for item in view:
+        argv += ["--set", item]
+    assert cli.main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    with open(out / "metrics.csv", newline="", encoding="utf-8") as f:
+        rows = [{k: (v if k == "run" else float(v) if v else None) for k, v in row.items()} for row in csv.DictReader(f)]
+    steps = load_preset(name).steps
+    assert summary["steps"] == steps and not summary["interrupted"]
+    for run in summary["runs"]:
+        assert not run["final"]["diverged"], f"{run['name']} diverged at step {run['final']['diverged_step']}"
+    return summary, rows
+
+
+def finals(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    return [run["final"] for run in summary["runs"]]
+
+
+def history_median(rows: list[dict[str, Any]], run: str, metric: str, start: float = 1, stop: float = float("inf")) -> float:
+    """Median of a metric over the logged rows of one run with start <= step <= stop."""
+    values = [r[metric] for r in rows if r["run"] == run and start <= r["step"] <= stop and r[metric] is not None]
+    assert values, (run, metric)
+    return statistics.median(values)
+
+
+def snr_medians(summary: dict[str, Any], rows: list[dict[str, Any]], metric: str) -> list[float]:
+    """Per run, the median of the live SNR probes over the run (every probe after step 0)."""
+    return [history_median(rows, run["name"], metric) for run in summary["runs"]]
+
+
+# --------------------------------------------------------------------------- slow: the claims
+# One check per preset, on summary.json and metrics.csv's rows; the tests below run the preset and call it.
+Rows = list[dict[str, Any]]
+
+
+def check_mode_seeking(summary: dict[str, Any], rows: Rows) -> None:
+    vae, iwae, rws = finals(summary)
+    # the VAE's reverse KL is mode-seeking, RWS's forward KL mass-covering
+    assert vae["kl_qp"] < rws["kl_qp"]
+    assert rws["kl_pq"] < vae["kl_pq"]
+    assert vae["n_modes"] == 2
+    assert vae["modes_covered"] == 1 and rws["modes_covered"] == 2
+    assert vae["kl_pq"] > 20 and rws["kl_pq"] < 2
+    # where IWAE-64 lies: next to RWS on KL(p‖q) (both modes covered), not between the two on KL(q‖p)
+    assert iwae["modes_covered"] == 2
+    assert rws["kl_pq"] < iwae["kl_pq"] < vae["kl_pq"] / 10
+    assert iwae["kl_qp"] > 3 * vae["kl_qp"]
+
+
+def check_snr_vs_k(summary: dict[str, Any], rows: Rows) -> None:
+    enc1, enc8, enc64 = snr_medians(summary, rows, "snr_encoder")
+    dec1, dec8, dec64 = snr_medians(summary, rows, "snr_decoder")
+    assert enc1 > enc8 > enc64
+    assert dec1 < dec8 < dec64
+    k1, _, k64 = finals(summary)
+    assert k64["kl_qp"] > k1["kl_qp"]  # the cost: IWAE-64's q is still off the posterior
+
+
+def check_tighter_not_better(summary: dict[str, Any], rows: Rows) -> None:
+    iwae, piwae, miwae, ciwae = finals(summary)
+    enc = snr_medians(summary, rows, "snr_encoder")
+    assert enc[0] < 0.5 * min(enc[1:]), "IWAE-64 has by far the lowest encoder SNR"
+    log_px = [f["log_px"] for f in (iwae, piwae, miwae, ciwae)]
+    assert max(log_px) - min(log_px) < 0.02, "all reach the same log p(x)"
+    assert iwae["kl_qp"] > max(f["kl_qp"] for f in (piwae, miwae, ciwae))
+
+
+def check_dreg_fix(summary: dict[str, Any], rows: Rows) -> None:
+    iwae8, iwae64, dreg8, dreg64, stl64 = snr_medians(summary, rows, "snr_encoder")
+    assert iwae64 < iwae8, "IWAE's encoder SNR falls with K"
+    assert dreg8 > 5 * iwae8 and dreg64 > 10 * iwae64, "DReG's is an order of magnitude higher at each K"
+    assert dreg64 / iwae64 > dreg8 / iwae8, "and its advantage grows with K"
+    f_iwae8, f_iwae64, f_dreg8, f_dreg64, f_stl64 = finals(summary)
+    assert f_dreg64["kl_qp"] < f_iwae64["kl_qp"], "DReG's q learns faster than IWAE's at the same K"
+    assert f_stl64["kl_qp"] < min(f["kl_qp"] for f in (f_iwae8, f_iwae64, f_dreg8, f_dreg64))
+    stl = summary["runs"][4]["name"]
+    assert history_median(rows, stl, "snr_encoder", 1, 300) > 2 * history_median(rows, stl, "snr_encoder", 700)
+
+
+def check_ring(summary: dict[str, Any], rows: Rows) -> None:
+    vae_g, vae_flow, iwae_g, iwae_flow = finals(summary)
+    # under reverse KL the family decides: the flow bends around the ring
+    assert vae_flow["kl_qp"] < vae_g["kl_qp"] / 3
+    assert vae_flow["kl_pq"] < vae_g["kl_pq"] / 5
+    # under IWAE both families turn into broad proposals over the ring
+    for f in (iwae_g, iwae_flow):
+        assert f["kl_pq"] < min(vae_g["kl_pq"], vae_flow["kl_pq"])
+        assert f["kl_qp"] > max(vae_g["kl_qp"], vae_flow["kl_qp"])
+
+
+def check_funnel(summary: dict[str, Any], rows: Rows) -> None:
+    vae_g, vae_flow, iwae, rws = finals(summary)
+    assert vae_g["kl_pq"] > 2.5 * vae_g["kl_qp"], "reverse KL under-covers the funnel"
+    gauss, flow = summary["runs"][0]["name"], summary["runs"][1]["name"]
+    half = summary["steps"] / 2
+    for metric in ("kl_qp", "kl_pq"):  # medians over the second half: the flow's KLs spike now and then
+        assert history_median(rows, flow, metric, half) < history_median(rows, gauss, metric, half) / 5
+    for f in (iwae, rws):  # the mass-covering Gaussians
+        assert f["kl_pq"] < vae_g["kl_pq"] / 2
+    assert iwae["kl_qp"] > 3 * rws["kl_qp"] > 3 * vae_g["kl_qp"]
+
+
+def check_mixture(summary: dict[str, Any], rows: Rows) -> None:
+    vae_g, vae_flow, iwae, rws_g, rws_flow = finals(summary)
+    assert vae_g["n_modes"] == 5
+    for f in (vae_g, vae_flow, rws_g):  # one mode, the heaviest (modes are sorted by posterior mass)
+        assert f["modes_covered"] == 1
+        assert f["modes"][0]["q_mass"] > 0.9
+    assert iwae["modes_covered"] == 5 and rws_flow["modes_covered"] == 5
+    q_masses = [m["q_mass"] for m in rws_flow["modes"]]
+    assert q_masses[0] == max(q_masses), "RWS-flow gives the heaviest mode the largest share"
+    assert rws_flow["kl_qp"] < min(f["kl_qp"] for f in (vae_g, vae_flow, iwae, rws_g))
+
+
+CHECKS = {
+    "mode-seeking": (check_mode_seeking, NO_PROBE),
+    "snr-vs-k": (check_snr_vs_k, PROBE_ROWS),
+    "tighter-not-better": (check_tighter_not_better, PROBE_ROWS),
+    "dreg-fix": (check_dreg_fix, PROBE_ROWS),
+    "ring": (check_ring, NO_PROBE),
+    "funnel": (check_funnel, NO_PROBE),
+    "mixture": (check_mixture, NO_PROBE),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_claims(name, seed, tmp_path):
+    check, view = CHECKS[name]
+    if view is PROBE_ROWS:
+        assert load_preset(name).view.snr_every == 20, "PROBE_ROWS logs one row per probe at snr_every = 20"
+    summary, rows = run_preset(name, seed, tmp_path, view)
+    check(summary, rows)
