@@ -22,15 +22,17 @@ import torch
 
 from benchmarks import Options, Row
 
-MODULES = ["benchmarks.bench_core"]
+MODULES = ["benchmarks.bench_core", "benchmarks.bench_gui", "benchmarks.scaling"]
 
 
 def _fmt(v: float, unit: str) -> str:
+    if v != v:  # NaN: nothing measured (e.g. no CUDA device)
+        return "—"
     if unit == "×":
         return f"{v:.2f}×" if v < 100 else f"{v:.0f}×"
     if unit == "s":
         return f"{v:.2f} s" if v < 100 else f"{v:.0f} s"
-    return f"{v:.3g} {unit}".strip()
+    return (f"{v:.0f} {unit}" if abs(v) >= 100 else f"{v:.3g} {unit}").strip()
 
 
 def table(rows: list[Row]) -> str:

@@ -6,10 +6,12 @@ log q [..., B].
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from .errors import ConfigError
 from .problems import mlp, std_normal_log_prob
@@ -17,8 +19,39 @@ from .problems import mlp, std_normal_log_prob
 LOG_STD_MIN, LOG_STD_MAX = -7.0, 3.0
 
 
+class Conditional:
+    """q_φ(·|x) for one batch x: sampling and densities that share the encoder's pass over x.
+
+    The objectives evaluate q twice or three times on one draw: log q at the samples, log q(sg(z)|x)
+    (RWS) and log q_{sg(φ)}(z|x) (DReG, STL). This generic version calls the encoder again each time;
+    encoders whose pass over x yields the distribution's parameters (the diagonal Gaussians) override
+    it and run that pass once per step.
+    """
+
+    def __init__(self, encoder: "Encoder", x: Tensor):
+        self.encoder, self.x = encoder, x
+
+    def rsample(self, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """z = T_φ(ε; x) and log q_φ(z|x)."""
+        return self.encoder.rsample(self.x, eps)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log q_φ(z|x)."""
+        return self.encoder.log_prob(z, self.x)
+
+    def log_prob_stopped(self, z: Tensor) -> Tensor:
+        """log q_{sg(φ)}(z|x): φ's parameters stopped, so φ reaches it only through z."""
+        enc = self.encoder
+        params = {n: t.detach() for n, t in itertools.chain(enc.named_parameters(), enc.named_buffers())}
+        return functional_call(enc, params, (z, self.x))
+
+
 class Encoder(nn.Module):
     z_dim: int
+
+    def conditional(self, x: Tensor) -> Conditional:
+        """q_φ(·|x) for the batch x (see :class:`Conditional`)."""
+        return Conditional(self, x)
 
     def rsample(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
         """z = T_φ(ε; x) and log q_φ(z|x), differentiable in φ through both."""
@@ -33,20 +66,46 @@ class Encoder(nn.Module):
         return self.log_prob(z, x)
 
 
+class _DiagConditional(Conditional):
+    """N(mean(x), diag(exp(log_std(x)))²) with mean and log-std computed once. Stopping φ's parameters
+    is stopping mean and log-std, which depend on φ only through them."""
+
+    def __init__(self, encoder: "DiagGaussianEncoder", x: Tensor):
+        super().__init__(encoder, x)
+        self.mean, self.log_std = encoder.mean_log_std(x)
+
+    def rsample(self, eps: Tensor) -> tuple[Tensor, Tensor]:
+        return _diag_rsample(self.mean, self.log_std, eps)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return _diag_log_prob(self.mean, self.log_std, z)
+
+    def log_prob_stopped(self, z: Tensor) -> Tensor:
+        return _diag_log_prob(self.mean.detach(), self.log_std.detach(), z)
+
+
+def _diag_rsample(mean: Tensor, log_std: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+    return mean + torch.exp(log_std) * eps, std_normal_log_prob(eps) - log_std.sum(-1)
+
+
+def _diag_log_prob(mean: Tensor, log_std: Tensor, z: Tensor) -> Tensor:
+    return std_normal_log_prob((z - mean) * torch.exp(-log_std)) - log_std.sum(-1)
+
+
 class DiagGaussianEncoder(Encoder):
     """Shared maths of N(mean(x), diag(exp(log_std(x)))²)."""
 
     def mean_log_std(self, x: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
+    def conditional(self, x: Tensor) -> Conditional:
+        return _DiagConditional(self, x)
+
     def rsample(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-        mean, log_std = self.mean_log_std(x)
-        z = mean + torch.exp(log_std) * eps
-        return z, std_normal_log_prob(eps) - log_std.sum(-1)
+        return _diag_rsample(*self.mean_log_std(x), eps)
 
     def log_prob(self, z: Tensor, x: Tensor) -> Tensor:
-        mean, log_std = self.mean_log_std(x)
-        return std_normal_log_prob((z - mean) * torch.exp(-log_std)) - log_std.sum(-1)
+        return _diag_log_prob(*self.mean_log_std(x), z)
 
 
 class LinearEncoder(DiagGaussianEncoder):

@@ -10,7 +10,6 @@ Shapes: log_w is [M, K, B]: M groups of K particles for B observations.
 """
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,9 +17,8 @@ from typing import Callable
 
 import torch
 from torch import Tensor
-from torch.func import functional_call
 
-from .models import Encoder
+from .models import Conditional, Encoder
 from .problems import Decoder
 
 K_AXIS = 1
@@ -35,26 +33,31 @@ class Particles:
     log_p: Tensor  # log p_θ(x, z)            [M, K, B]
     log_q: Tensor  # log q_φ(z|x)             [M, K, B]
     encoder: Encoder
+    conditional: Conditional | None = None  # q_φ(·|x) from the draw, sharing the encoder's pass over x
 
-    @property
+    @cached_property
+    def q(self) -> Conditional:
+        return self.conditional if self.conditional is not None else self.encoder.conditional(self.x)
+
+    @cached_property
     def log_w(self) -> Tensor:
         return self.log_p - self.log_q
 
     @cached_property
     def log_w_stopped(self) -> Tensor:
         """log p_θ(x, z) − log q_{sg(φ)}(z|x): φ reaches it only through z (the path derivative)."""
-        params = {n: t.detach() for n, t in itertools.chain(self.encoder.named_parameters(), self.encoder.named_buffers())}
-        return self.log_p - functional_call(self.encoder, params, (self.z, self.x))
+        return self.log_p - self.q.log_prob_stopped(self.z)
 
     @cached_property
     def log_q_detached_z(self) -> Tensor:
         """log q_φ(sg(z)|x): φ reaches it only through q's parameters (the score function)."""
-        return self.encoder.log_prob(self.z.detach(), self.x)
+        return self.q.log_prob(self.z.detach())
 
 
 def draw(decoder: Decoder, encoder: Encoder, x: Tensor, eps: Tensor) -> Particles:
-    z, log_q = encoder.rsample(x, eps)
-    return Particles(x, z, decoder.log_joint(x, z), log_q, encoder)
+    q = encoder.conditional(x)
+    z, log_q = q.rsample(eps)
+    return Particles(x, z, decoder.log_joint(x, z), log_q, encoder, q)
 
 
 @dataclass
