@@ -44,6 +44,10 @@ class Decoder(nn.Module):
     def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
         return self.log_prior(z) + self.log_lik(x, z)
 
+    def prior_from_noise(self, eps: Tensor, generator: torch.Generator) -> Tensor:
+        """A draw from p(z) built from standard-normal ``eps`` [n, d] (default: the prior is N(0, I))."""
+        return eps
+
     def sample_x(self, z: Tensor, generator: torch.Generator) -> Tensor:
         raise NotImplementedError
 
@@ -80,6 +84,9 @@ class GaussianFamily(GaussianLikDecoder):
 
     def log_prior(self, z: Tensor) -> Tensor:
         return std_normal_log_prob(z - self.mu)
+
+    def prior_from_noise(self, eps: Tensor, generator: torch.Generator) -> Tensor:
+        return eps + self.mu
 
     def lik_mean(self, z: Tensor) -> Tensor:
         return z
@@ -159,6 +166,10 @@ class FunnelFamily(GaussianLikDecoder):
         scaled_sq = torch.exp((2.0 * torch.log(z2.abs() + 1e-30) - z1).clamp(max=80.0))
         return log_normal(z1, 0.0, math.log(3.0)) - 0.5 * scaled_sq - 0.5 * z1 - 0.5 * LOG_2PI
 
+    def prior_from_noise(self, eps: Tensor, generator: torch.Generator) -> Tensor:
+        z1 = 3.0 * eps[:, 0]
+        return torch.stack([z1, torch.exp(0.5 * z1) * eps[:, 1]], dim=-1)
+
     def lik_mean(self, z: Tensor) -> Tensor:
         return self.a * z
 
@@ -181,6 +192,10 @@ class MixtureFamily(GaussianLikDecoder):
     def log_prior(self, z: Tensor) -> Tensor:
         comp = log_normal(z.unsqueeze(-2), self.means, self.comp_log_std).sum(-1)  # [..., B, G]
         return torch.logsumexp(comp + torch.log_softmax(self.logits, -1), dim=-1)
+
+    def prior_from_noise(self, eps: Tensor, generator: torch.Generator) -> Tensor:
+        idx = torch.multinomial(torch.softmax(self.logits, -1), eps.shape[0], replacement=True, generator=generator)
+        return self.means[idx] + math.exp(self.comp_log_std) * eps
 
     def lik_mean(self, z: Tensor) -> Tensor:
         return z
@@ -266,19 +281,9 @@ class Problem:
         return torch.cat([x0, x], dim=0)
 
     def sample_prior(self, n: int, generator: torch.Generator) -> Tensor:
-        truth = self.true_decoder()
         eps = torch.randn(n, self.z_dim, generator=generator)
-        if self.name == "gaussian":
-            return eps + truth.mu.detach()
-        if self.name == "funnel":
-            z1 = 3.0 * eps[:, 0]
-            return torch.stack([z1, torch.exp(0.5 * z1) * eps[:, 1]], dim=-1)
-        if self.name == "mixture":
-            probs = torch.softmax(truth.logits.detach(), -1)
-            idx = torch.multinomial(probs, n, replacement=True, generator=generator)
-            return truth.means[idx] + math.exp(truth.comp_log_std) * eps
-        return eps
-
+        with torch.no_grad():
+            return self.true_decoder().prior_from_noise(eps, generator)
 
 def _floats(v: Any, n: int | None, key: str) -> list[float]:
     if not isinstance(v, (list, tuple)) or not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v):
