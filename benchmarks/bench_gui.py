@@ -124,11 +124,11 @@ def live_rate(cfg, seconds: float, hz: float | None = None, warmup_s: float = 0.
             window.snapshot_shown.connect(frames.append)
             if not wait_until(lambda: bool(frames), 30.0):
                 raise RuntimeError("the window drew no snapshot within 30 s")
-            window.start()
+            window.controller.start()
             wait(warmup_s * 1000)
-            s0, f0, t0 = window.session.step_count, len(frames), time.perf_counter()
+            s0, f0, t0 = window.last_snapshot.step, len(frames), time.perf_counter()
             wait(seconds * 1000)
-            s1, f1, t1 = window.session.step_count, len(frames), time.perf_counter()
+            s1, f1, t1 = window.last_snapshot.step, len(frames), time.perf_counter()
         finally:
             close_widget(window)
             app.processEvents()

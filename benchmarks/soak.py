@@ -137,19 +137,19 @@ def soak(steps: int, preset: str, timeout_s: float, warmup: int) -> dict:
         if not run_until(lambda: bool(frames), 60.0):
             errors.append("the window drew no snapshot within 60 s")
         t_start = time.perf_counter()
-        window.start()
-        warm = run_until(lambda: window.session.step_count >= warmup, timeout_s)
+        window.controller.start()
+        warm = run_until(lambda: window.last_snapshot.step >= warmup, timeout_s)
         report["rss_start_raw_mb"] = rss_mb()
         report["heap_trimmed"] = trim_heap()
         report["rss_start_mb"] = rss_mb()
         report["threads_start"] = os_threads()
-        step0, frames0, t0 = window.session.step_count, len(frames), time.perf_counter()
+        step0, frames0, t0 = window.last_snapshot.step, len(frames), time.perf_counter()
         # (step, MB as the process stands, MB after trimming the heap), every ~2 % of the steps
         trace: list[tuple[int, float, float]] = [(step0, report["rss_start_raw_mb"], report["rss_start_mb"])]
         every = max(1, (steps - step0) // 50)
 
         def finished() -> bool:
-            step = window.session.step_count
+            step = window.last_snapshot.step
             if step >= trace[-1][0] + every:
                 raw = rss_mb()
                 trim_heap()
@@ -159,7 +159,7 @@ def soak(steps: int, preset: str, timeout_s: float, warmup: int) -> dict:
         done = warm and run_until(finished, timeout_s - (t0 - t_start))
         report["rss_trace"] = trace
         t1 = time.perf_counter()
-        report["steps"] = window.session.step_count
+        report["steps"] = window.last_snapshot.step
         report["rss_end_raw_mb"] = rss_mb()
         trim_heap()
         report["rss_end_mb"] = rss_mb()

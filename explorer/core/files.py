@@ -4,6 +4,9 @@ same frame. Sessions load with ``torch.load(weights_only=True)``: no code runs f
 """
 from __future__ import annotations
 
+import csv
+import io
+import math
 import os
 import tempfile
 import warnings
@@ -15,6 +18,7 @@ import torch
 from .config import Config, config_to_toml, load_config
 from .errors import ConfigError
 from .session import Session
+from .snapshot import METRICS
 
 SESSION_FORMAT = 1
 
@@ -39,6 +43,29 @@ def atomic_write_bytes(path: str | Path, write: Callable[[Any], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    data = text.encode("utf-8")
+    atomic_write_bytes(path, lambda f: f.write(data))
+
+
+def metrics_csv(rows: list[dict[str, Any]]) -> str:
+    """metrics.csv: run, step and METRICS, one row per logged step and run (empty cells where unknown)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["run", "step", *METRICS])
+    for row in rows:
+        cells = [row["run"], row["step"]]
+        for name in METRICS:
+            v = row.get(name)
+            cells.append("" if v is None or not math.isfinite(v) else repr(float(v)))
+        writer.writerow(cells)
+    return buf.getvalue()
+
+
+def write_metrics_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    atomic_write_text(path, metrics_csv(rows))
 
 
 def save_scene(config: Config, path: str | Path) -> None:

@@ -1,39 +1,45 @@
-"""Session: trains every [[runs]] entry of a config in lockstep from one seed, and yields Snapshots.
+"""Session: trains every [[runs]] entry of a config in lockstep from one seed, and gives Snapshots.
+
+The Session is the synchronous model: build, ``step(n)``, views (``snapshot()``), results (summary,
+metric rows) and state (session files). Playing it (pause, speed, a queue of commands, the snapshot
+cadence) is :class:`explorer.core.player.Player`'s job; the metric history lives in
+:mod:`explorer.core.history` and the derived seeds in :mod:`explorer.core.seeding`.
 
 Determinism and common random numbers: all noise is drawn from generators re-seeded from
 (seed, step, purpose, run shape), so runs whose shapes match see the *same* noise at each step, the
 same config and seed give bit-identical metrics on the same machine, and the SNR probes or a snapshot
 never shift the training noise. Runs whose architectures match start from the same weights.
 
-Threading: a GUI drives ``iterate()`` on a worker thread and talks to it only through ``send()``
-(a thread-safe queue of commands applied between steps). Headless code calls the methods directly.
+A Session belongs to one thread at a time: the thread that serves it (a Player) or a script.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import math
-import queue
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .config import Config, ConfigError, RunConfig, TrainConfig, config_from_dict, config_to_dict, default_run_name
+from . import edits
+from .config import Config, ConfigError, RunConfig, TrainConfig, config_from_dict, config_to_dict
 from .diagnostics import ess_frac, gradient_snr, snr_floor
 from .grid import Grid, PosteriorGrid, grid_stats, make_grid, posterior_grid
+from .history import MetricHistory
 from .models import Encoder, make_encoder
 from .objectives import OBJECTIVES, compute_losses, draw, log_mean_exp, normalised_weights
 from .problems import Decoder, Problem, make_problem
+from .seeding import BATCH as _BATCH
+from .seeding import PROBE as _PROBE
+from .seeding import TRAIN as _TRAIN
+from .seeding import VIEW as _VIEW
+from .seeding import Seeder, derive
 from .snapshot import METRICS, ModeView, RunView, Snapshot
-
-# purposes of the derived seeds
-_BATCH, _TRAIN, _PROBE, _VIEW = 1, 2, 3, 4
 
 
 class RunFailure(RuntimeError):
@@ -67,10 +73,6 @@ def available_devices() -> list[str]:
     return out
 
 
-def _derive(*parts: Any) -> int:
-    """A 63-bit seed from any hashable parts (stable across processes, unlike hash())."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
 def _all_finite(tensors: list[Tensor], scratch: Tensor) -> bool:
@@ -86,76 +88,6 @@ def _all_finite(tensors: list[Tensor], scratch: Tensor) -> bool:
     except (RuntimeError, NotImplementedError):  # a backend without the kernel: one reduction per tensor
         return all(bool(torch.isfinite(t).all()) for t in tensors)
     return not bool(found)
-
-
-class _Series:
-    """One metric's (step, value) rows in a numpy buffer that doubles when full. A snapshot takes a view of
-    the filled rows, which later appends never touch (a full buffer is replaced, not grown in place), so
-    a snapshot costs O(1) per series however long the session has run (building the arrays from lists of
-    tuples took 4 ms per snapshot after 5000 steps of the mode-seeking scene, and grew with the steps)."""
-
-    __slots__ = ("_rows", "n")
-
-    def __init__(self, rows: Any = ()):
-        rows = np.asarray(rows, dtype=np.float64).reshape(-1, 2)
-        self.n = len(rows)
-        self._rows = np.empty((max(64, 2 * self.n), 2))
-        self._rows[: self.n] = rows
-
-    def append(self, step: int, value: float) -> None:
-        if self.n == len(self._rows):
-            grown = np.empty((2 * len(self._rows), 2))
-            grown[: self.n] = self._rows[: self.n]
-            self._rows = grown
-        self._rows[self.n] = (step, value)
-        self.n += 1
-
-    def array(self) -> np.ndarray:
-        """The rows so far, [n, 2], read-only."""
-        view = self._rows[: self.n]
-        view.flags.writeable = False
-        return view
-
-    def to_list(self) -> list[tuple[int, float]]:
-        return [(int(step), value) for step, value in self._rows[: self.n].tolist()]
-
-
-class _MetricRows:
-    """The rows of metrics.csv, one per logged step and run, in numpy columns (NaN where a metric is
-    unknown): ~110 bytes a row where a dict of floats took ~700, and a live session logs tens of rows a
-    second (with dicts, the mode-seeking scene grew by 0.5 MB every 1000 steps)."""
-
-    def __init__(self) -> None:
-        self._names: list[str] = []  # run names as they were when a row was logged
-        self._name_index: dict[str, int] = {}
-        self._keys = np.empty((256, 2), dtype=np.int64)  # [name index, step]
-        self._values = np.empty((256, len(METRICS)))
-        self.n = 0
-
-    def append(self, run: str, step: int, values: list[float | None]) -> None:
-        if self.n == len(self._keys):
-            self._keys = np.concatenate([self._keys, np.empty_like(self._keys)])
-            self._values = np.concatenate([self._values, np.empty_like(self._values)])
-        if run not in self._name_index:
-            self._name_index[run] = len(self._names)
-            self._names.append(run)
-        self._keys[self.n] = (self._name_index[run], step)
-        self._values[self.n] = [math.nan if v is None else v for v in values]
-        self.n += 1
-
-    def to_dicts(self) -> list[dict[str, Any]]:
-        """``metric_rows()``: run, step and METRICS, None where unknown (values are finite or absent)."""
-        names = self._names
-        return [{"run": names[key[0]], "step": key[1],
-                 **{m: (None if v != v else v) for m, v in zip(METRICS, values)}}
-                for key, values in zip(self._keys[: self.n].tolist(), self._values[: self.n].tolist())]
-
-    @classmethod
-    def from_dicts(cls, rows: list[dict[str, Any]]) -> "_MetricRows":
-        out = cls()
-        for row in rows:
-            out.append(row["run"], int(row["step"]), [row.get(m) for m in METRICS])
-        return out
 
 
 @dataclass
@@ -186,9 +118,6 @@ class Session:
 
     def __init__(self, config: Config, device: str | None = None):
         self.device = resolve_device(device or config.device)
-        self._commands: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
-        self.paused = True
-        self.speed: float | None = None  # steps per second, None = as fast as possible
         self._build(config)
 
     # ------------------------------------------------------------------ construction / reset
@@ -200,22 +129,20 @@ class Session:
                 f"problem.dim: the explorer's views need a 2-D latent, got {self.problem.z_dim} "
                 "(dimensions other than 2 are for the snr command)"
             )
-        data_gen = torch.Generator().manual_seed(_derive(config.seed, "data"))
+        data_gen = torch.Generator().manual_seed(derive(config.seed, "data"))
         self.data = self.problem.sample_data(config.problem.n_data, data_gen).to(self.device)
         self.observation = config.problem.observation
         self.grid: Grid = make_grid(self.problem.box, config.view.grid, device=self.device)
         self.runs = [self._make_run(i) for i in range(len(config.runs))]
         self.step_count = 0
-        self._history: dict[str, dict[str, _Series]] = {r.cfg.name: {} for r in self.runs}
-        self._rows = _MetricRows()
+        self.history = MetricHistory(r.cfg.name for r in self.runs)
         self._train_seconds = 0.0
-        self._rate = 0.0
         self._view_cache: tuple[int, int, Snapshot] | None = None
         self._views_cache: tuple[tuple[int, int], tuple[RunView, ...]] | None = None
         self._posterior_cache: dict[tuple[int, str], PosteriorGrid | None] = {}
         self._post_f32: tuple[np.ndarray, np.ndarray] | None = None  # (cached float64 posterior, float32 copy)
         self._version = 0  # bumped by anything that changes the view without a step
-        self._gen = torch.Generator(device=self.device)
+        self._seeder = Seeder(config.seed, self.device)
         if config.view.snr_every:
             self._probe_snr(self._batch())
         self._record_metrics()
@@ -224,7 +151,7 @@ class Session:
         cfg, train, pcfg = self.config.runs[i], self.config.run_train(i), self.config.problem
         arch = (train.encoder, train.hidden, pcfg.decoder, pcfg.learn_decoder, self.config.seed)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_derive("init", *arch))  # same architecture → same initial weights
+            torch.manual_seed(derive("init", *arch))  # same architecture → same initial weights
             decoder = self.problem.decoder(pcfg.decoder, pcfg.learn_decoder, list(train.hidden))
             encoder = make_encoder(train.encoder, self.problem.x_dim, self.problem.z_dim, list(train.hidden))
         decoder.to(self.device)
@@ -247,52 +174,32 @@ class Session:
         self._build(dataclasses.replace(self.config, seed=seed))
 
     # ------------------------------------------------------------------ commands
-    def set_lr(self, run: int, lr: float) -> None:
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ConfigError(f"runs[{run}].lr: must be > 0, got {lr!r}")
-        r = self._run(run)
-        for group in r.optimizer.param_groups:
-            group["lr"] = float(lr)
-        r.train = dataclasses.replace(r.train, lr=float(lr))
-        self._replace_run_config(run, lr=float(lr))
+    def set_lr(self, run: int | None, lr: float) -> None:
+        """The learning rate of run ``run``, or of every run (None); applies at the next step."""
+        config = edits.set_lr(self.config, lr, run)  # validates, naming the key
+        self._set_config(config)
 
     def set_run(self, run: int, **params: Any) -> None:
         """Change K / M / β / α of a run; applies at the next step. Validated like the config."""
-        self._run(run)
-        params = {k: v for k, v in params.items() if v is not None}
-        unknown = set(params) - {"k", "m", "beta", "alpha"}
-        if unknown:
-            raise ConfigError(f"runs[{run}].{sorted(unknown)[0]}: cannot be changed live (only k, m, beta, alpha)")
-        self._replace_run_config(run, **params)
-
-    def _replace_run_config(self, run: int, **params: Any) -> None:
-        raw = config_to_dict(self.config)
-        old = self.config.runs[run]
-        auto_name = old.name == default_run_name(old)
-        raw["runs"][run].update(params)
-        if auto_name:
-            raw["runs"][run]["name"] = ""
-        new_cfg = config_from_dict(raw)  # validates, raising ConfigError naming the key
-        new_run = new_cfg.runs[run]
-        r = self.runs[run]
-        if new_run.name != old.name:  # keep the history under the new name
-            self._history[new_run.name] = self._history.pop(old.name, {})
-        self.config, r.cfg = new_cfg, new_run
-        self._version += 1
+        self._set_config(edits.replace_run(self.config, run, **{k: v for k, v in params.items() if v is not None}))
 
     def set_observation(self, index: int) -> None:
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.data.shape[0]:
-            raise ConfigError(f"problem.observation: index {index!r} is outside the data (n_data = {self.data.shape[0]})")
+        self._set_config(edits.set_observation(self.config, index))
         self.observation = index
-        self.config = dataclasses.replace(self.config, problem=dataclasses.replace(self.config.problem, observation=index))
+
+    def _set_config(self, config: Config) -> None:
+        """Adopt a config that differs from the current one only in live keys (see core/edits.py)."""
+        for run, cfg in zip(self.runs, config.runs):
+            self.history.rename(run.cfg.name, cfg.name)  # a generated name follows K: keep the curves
+            run.cfg, run.train = cfg, config.run_train(run.index)
+            for group in run.optimizer.param_groups:
+                group["lr"] = run.train.lr
+        self.config = config
         self._version += 1
 
-    def send(self, name: str, **kwargs: Any) -> None:
-        """Queue a command (thread-safe); ``iterate()`` applies it before the next step."""
-        self._commands.put((name, kwargs))
-
     def apply(self, name: str, **kwargs: Any) -> bool:
-        """Apply one command now. Returns True when it changed what a snapshot would show.
+        """Apply one command now (``step``, ``set_lr``, ``set_run``, ``set_observation``, ``reset``,
+        ``reseed``). Returns True when it changed what a snapshot would show.
 
         Bad arguments raise ConfigError naming the command, whatever went wrong inside."""
         try:
@@ -303,28 +210,18 @@ class Session:
             raise ConfigError(f"command {name}: bad arguments {kwargs!r} ({e.__class__.__name__}: {e})") from None
 
     def _apply(self, name: str, kwargs: dict[str, Any]) -> bool:
-        if name == "pause":
-            self.paused = True
-        elif name == "resume":
-            self.paused = False
-        elif name == "step":
+        if name == "step":
             self.step(int(kwargs.get("n", 1)))
         elif name == "set_lr":
-            self.set_lr(kwargs["run"], kwargs["lr"])
+            self.set_lr(kwargs.get("run"), kwargs["lr"])
         elif name == "set_run":
             self.set_run(kwargs.pop("run"), **kwargs)
         elif name == "set_observation":
             self.set_observation(kwargs["index"])
-        elif name == "set_speed":
-            speed = kwargs.get("steps_per_s")
-            self.speed = None if speed is None else max(float(speed), 0.01)
-            return False
         elif name == "reset":
             self.reset()
         elif name == "reseed":
             self.reseed(kwargs.get("seed"))
-        elif name == "stop":
-            return False
         else:
             raise ConfigError(f"command: unknown command {name!r}")
         return True
@@ -336,7 +233,7 @@ class Session:
 
     # ------------------------------------------------------------------ training
     def _seeded(self, *parts: Any) -> torch.Generator:
-        return self._gen.manual_seed(_derive(self.config.seed, *parts))
+        return self._seeder.generator(*parts)
 
     def _batch(self) -> Tensor:
         n = self.data.shape[0]
@@ -491,126 +388,40 @@ class Session:
         return self._views_cache[1]
 
     def _record_metrics(self, views: tuple[RunView, ...] | None = None) -> None:
-        views = views or self._views()
-        for view in views:
-            hist = self._history.setdefault(view.name, {})
-            values = [view.metrics.get(name) for name in METRICS]
-            for name, value in zip(METRICS, values):
-                if value is not None:
-                    if name not in hist:
-                        hist[name] = _Series()
-                    hist[name].append(self.step_count, value)
-            self._rows.append(view.name, self.step_count, values)
+        for view in views or self._views():
+            self.history.record(self.step_count, view.name, view.metrics)
 
     def snapshot(self) -> Snapshot:
         """The frozen numpy picture of the current state (cached until a step or a command)."""
         key = (self.step_count, self._version)
         if self._view_cache is not None and self._view_cache[:2] == key:
-            snap = self._view_cache[2]
-            return dataclasses.replace(snap, paused=self.paused, steps_per_s=self._rate)
+            return self._view_cache[2]
         runs = self._views()
         warnings = []
         for v in runs:
             warnings += [f"{v.name}: {w}" for w in v.warnings]
-        history = {
-            name: {metric: series.array() for metric, series in hist.items()}
-            for name, hist in self._history.items() if name in {v.name for v in runs}
-        }
+        history = self.history.arrays(v.name for v in runs)
         snap = Snapshot(
             step=self.step_count, title=self.config.title, description=self.config.description,
             problem=self.problem.name, device=str(self.device), box=self.problem.box,
             z1=self.grid.z1.astype(np.float32), z2=self.grid.z2.astype(np.float32),
             data=self.data.cpu().numpy().astype(np.float32), observation=self.observation, runs=runs,
             history=history, snr_replicates=self.config.view.snr_replicates,
-            snr_floor=snr_floor(self.config.view.snr_replicates), steps_per_s=self._rate, paused=self.paused,
-            warnings=tuple(warnings),
+            snr_floor=snr_floor(self.config.view.snr_replicates), warnings=tuple(warnings),
         )
         self._view_cache = (key[0], key[1], snap)
         return snap
 
-    # ------------------------------------------------------------------ driving
-    def _drain(self, block: float | None = None) -> tuple[bool, bool]:
-        """Apply queued commands. Returns (view changed, stop asked)."""
-        changed = stop = False
-        while True:
-            try:
-                name, kwargs = self._commands.get(timeout=block) if block else self._commands.get_nowait()
-            except queue.Empty:
-                return changed, stop
-            block = None
-            if name == "stop":
-                stop = True
-                continue
-            try:
-                changed |= self.apply(name, **kwargs)
-            except ConfigError as e:  # a bad live command must not kill the session
-                self.last_error = str(e)
-                changed = True
-
-    last_error: str = ""
-
-    def iterate(self, hz: float = 30.0, every_steps: int | None = None, max_steps: int | None = None,
-                start: bool = False) -> Iterator[Snapshot]:
-        """Train and yield Snapshots: by wall clock (~hz) when live, or every N steps headless.
-
-        Commands from ``send()`` apply between steps. While paused it trains nothing, waits for
-        commands and yields after one changes the view. A "stop" command (or max_steps) ends it.
-        """
-        if start:
-            self.paused = False
-        yield self.snapshot()
-        period = 1.0 / hz if hz else 0.0
-        last_yield = time.perf_counter()
-        rate_t0, rate_steps = last_yield, self.step_count
-        while True:
-            changed, stop = self._drain(block=0.05 if self.paused else None)
-            if stop or (max_steps is not None and self.step_count >= max_steps):
-                return
-            if self.paused:
-                if changed:
-                    yield self.snapshot()
-                    last_yield = time.perf_counter()
-                rate_t0, rate_steps = time.perf_counter(), self.step_count
-                continue
-            t_step = time.perf_counter()
-            self.step(1)
-            if self.speed is not None:  # slow motion: hold each step to 1/speed seconds
-                delay = 1.0 / self.speed - (time.perf_counter() - t_step)
-                if delay > 0:
-                    changed, stop = self._drain(block=delay)
-                    if stop:
-                        return
-            now = time.perf_counter()
-            if every_steps is not None:
-                due = self.step_count % every_steps == 0
-            else:
-                due = now - last_yield >= period
-                if due and not changed:
-                    # a snapshot evaluates the views (grids, samples) unless this step logged metrics and
-                    # so evaluated them already: when the next logged step is less than a period away, wait
-                    # for it (at most one period late), and the views are evaluated once for both
-                    wait = (-self.step_count) % self.config.view.log_every
-                    due = wait == 0 or wait * (now - t_step) > period or now - last_yield >= 2 * period
-            if due or changed:
-                if now > rate_t0:
-                    self._rate = (self.step_count - rate_steps) / (now - rate_t0)
-                if now - rate_t0 > 2.0:
-                    rate_t0, rate_steps = now, self.step_count
-                yield self.snapshot()
-                last_yield = time.perf_counter()
-
     # ------------------------------------------------------------------ results
     def metric_rows(self) -> list[dict[str, Any]]:
         """One row per logged step and run: run, step and METRICS (None where unknown)."""
-        return self._rows.to_dicts()
+        return self.history.rows.to_dicts()
 
     def final_metrics(self, run: int) -> dict[str, Any]:
         view = self.snapshot().runs[run]
-        out: dict[str, Any] = {name: view.metrics.get(name) for name in
-                               ("log_px", "elbo", "bound", "kl_qp", "kl_pq", "ess_frac", "snr_encoder", "snr_decoder")}
+        out: dict[str, Any] = {name: view.metrics.get(name) for name in METRICS}
         out["diverged"] = self.runs[run].diverged_step is not None
         out["diverged_step"] = self.runs[run].diverged_step
-        out.update({name: view.metrics.get(name) for name in METRICS if name not in out})
         out["modes"] = [{"center": list(md.center), "p_mass": md.p_mass, "q_mass": md.q_mass} for md in view.modes]
         return out
 
@@ -640,9 +451,7 @@ class Session:
             "runs": [{"decoder": r.decoder.state_dict(), "encoder": r.encoder.state_dict(),
                       "optimizer": r.optimizer.state_dict(), "diverged_step": r.diverged_step, "snr": dict(r.snr)}
                      for r in self.runs],
-            "history": {name: {metric: series.to_list() for metric, series in hist.items()}
-                        for name, hist in self._history.items()},
-            "rows": self._rows.to_dicts(),
+            **self.history.state(),
         })
 
     @classmethod
@@ -657,8 +466,6 @@ class Session:
             run.optimizer.load_state_dict(saved["optimizer"])
             run.diverged_step = saved["diverged_step"]
             run.snr = dict(saved["snr"])
-        session._history = {name: {metric: _Series(rows) for metric, rows in hist.items()}
-                            for name, hist in state["history"].items()}
-        session._rows = _MetricRows.from_dicts(state["rows"])
+        session.history = MetricHistory.from_state(state["history"], state["rows"])
         session._view_cache = session._views_cache = None
         return session

@@ -132,7 +132,6 @@ def run_gui(config: Config, *, story: bool = False, probe: bool = True) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName("VAE Explorer")  # QSettings: recent files, geometry, export folder
     app.setApplicationName("vae-explorer")
-    app.setApplicationDisplayName("VAE Explorer")
     try:
         window = MainWindow(config, story=story)
     except ConfigError as e:

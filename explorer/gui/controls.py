@@ -1,21 +1,20 @@
 """The left dock: scene, playback, problem, training and per-run controls.
 
-The panel keeps the scene as an editable TOML-shaped dict (``config_to_dict`` of the running config)
-and tells the window what changed through signals:
+The panel renders the controller's Config (``set_config``) and keeps no copy of it: every change the
+user makes goes out as a request, and the controls show the config that comes back.
 
-- *live* changes the running Session applies at its next step (``lr_changed``,
-  ``run_params_changed``, ``speed_changed``, ``observation_changed``);
-- *structural* changes that need a new Session (``config_edited(raw, reason)``: problem, encoder,
-  objective, learn_decoder, batch size, seed, device, adding or removing a run).
+- ``edited(key, value)``: one dotted config key (``train.lr``, ``runs.1.k``, ``problem.name``, ``seed``
+  ...); the controller applies live keys to the running session and rebuilds it for the others;
+- ``add_run_clicked()``, ``remove_run_clicked(index)``, ``preset_chosen(name)``;
+- playback: ``start_pause_clicked``, ``step_clicked``, ``reset_clicked``, ``reseed_clicked``,
+  ``speed_changed(steps_per_s | None)``.
 
 Invalid values are refused at the control: every spin box has the range the config accepts, and says
 why when it refuses what was typed (a tooltip at the box, and ``refused(reason)`` for the status bar).
 """
 from __future__ import annotations
 
-import copy
 import math
-from typing import Any
 
 from PySide6.QtCore import QPoint, Qt, Signal, Slot
 from PySide6.QtGui import QValidator
@@ -36,7 +35,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.core.config import Config, config_from_dict, config_to_dict, default_run_name, list_presets
+from explorer.core.config import Config, RunConfig, list_presets
+from explorer.core.edits import MAX_GUI_RUNS
 from explorer.core.models import ENCODERS
 from explorer.core.objectives import OBJECTIVES
 from explorer.core.problems import PROBLEMS
@@ -44,14 +44,11 @@ from explorer.core.session import available_devices  # cpu always; cuda / mps wh
 
 from . import theme
 
-MAX_GUI_RUNS = 4
 #: (label, steps per second); None = as fast as possible
 SPEEDS: tuple[tuple[str, float | None], ...] = (
     ("Max", None), ("300 steps/s", 300.0), ("100 steps/s", 100.0), ("30 steps/s", 30.0),
     ("10 steps/s", 10.0), ("2 steps/s (slow motion)", 2.0),
 )
-#: objectives a new run takes, first one not in use yet
-_NEW_RUN_OBJECTIVES = ("iwae", "dreg", "rws", "miwae", "vae", "piwae", "stl", "ciwae", "vr")
 
 
 def objective_tooltip(name: str) -> str:
@@ -195,9 +192,7 @@ def _section(title: str) -> tuple[QGroupBox, QFormLayout]:
 class RunEditor(QGroupBox):
     """One run: objective (with its parameters) and encoder."""
 
-    objective_changed = Signal(int, str)
-    encoder_changed = Signal(int, str)
-    params_changed = Signal(int, dict)  # live: k / m / beta / alpha
+    edited = Signal(str, object)  # dotted key (runs.N.objective, runs.N.k ...), value
     remove_requested = Signal(int)
 
     def __init__(self, index: int, parent: QWidget | None = None) -> None:
@@ -244,23 +239,23 @@ class RunEditor(QGroupBox):
         for key, box in self._param_rows.items():
             box.valueChanged.connect(lambda value, key=key: self._on_param(key, value))
 
-    def set_run(self, run: dict[str, Any], encoder: str, name: str, removable: bool) -> None:
+    def set_run(self, run: RunConfig, encoder: str, removable: bool) -> None:
         widgets = (self.objective, self.encoder, self.k, self.m, self.beta, self.alpha)
         for w in widgets:
             w.blockSignals(True)
         try:
-            self.objective.setCurrentIndex(self.objective.findData(run["objective"]))
+            self.objective.setCurrentIndex(self.objective.findData(run.objective))
             self.encoder.setCurrentIndex(self.encoder.findData(encoder))
-            self.k.setValue(int(run.get("k", 1)))
-            self.m.setValue(int(run.get("m", 1)))
-            self.beta.setValue(float(run.get("beta", 0.5)))
-            self.alpha.setValue(float(run.get("alpha", 0.5)))
+            self.k.setValue(run.k)
+            self.m.setValue(run.m)
+            self.beta.setValue(run.beta)
+            self.alpha.setValue(run.alpha)
         finally:
             for w in widgets:
                 w.blockSignals(False)
-        self.setTitle(f"Run {self.index + 1}: {name}")
+        self.setTitle(f"Run {self.index + 1}: {run.name}")
         self.remove.setEnabled(removable)
-        self._show_params(run["objective"])
+        self._show_params(run.objective)
 
     def _show_params(self, objective: str) -> None:
         params = OBJECTIVES[objective].params
@@ -274,14 +269,14 @@ class RunEditor(QGroupBox):
     def _on_objective(self, _i: int) -> None:
         name = self.objective.currentData()
         self._show_params(name)
-        self.objective_changed.emit(self.index, name)
+        self.edited.emit(f"runs.{self.index}.objective", name)
 
     @Slot(int)
     def _on_encoder(self, _i: int) -> None:
-        self.encoder_changed.emit(self.index, self.encoder.currentData())
+        self.edited.emit(f"runs.{self.index}.encoder", self.encoder.currentData())
 
     def _on_param(self, key: str, value: float) -> None:
-        self.params_changed.emit(self.index, {key: int(value) if key in ("k", "m") else float(value)})
+        self.edited.emit(f"runs.{self.index}.{key}", int(value) if key in ("k", "m") else float(value))
 
 
 class ControlPanel(QWidget):
@@ -289,11 +284,10 @@ class ControlPanel(QWidget):
 
     refused = Signal(str)  # why a typed value was not taken (for the status bar)
     preset_chosen = Signal(str)
-    config_edited = Signal(dict, str)  # the edited raw dict, and what changed (for the status bar)
-    lr_changed = Signal(float)
-    run_params_changed = Signal(int, dict)
+    edited = Signal(str, object)  # a dotted config key and its new value
+    add_run_clicked = Signal()
+    remove_run_clicked = Signal(int)
     speed_changed = Signal(object)  # float | None
-    observation_changed = Signal(int)
     start_pause_clicked = Signal()
     step_clicked = Signal()
     reset_clicked = Signal()
@@ -301,9 +295,6 @@ class ControlPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._raw: dict[str, Any] = {}
-        self._device = "cpu"
-        self._preset: str | None = None
         self._runs: list[RunEditor] = []
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)
@@ -394,7 +385,7 @@ class ControlPanel(QWidget):
         self.batch_size.valueChanged.connect(self._on_batch_size)
         self.seed.valueChanged.connect(self._on_seed)
         self.device.currentIndexChanged.connect(self._on_device)
-        self.add_run.clicked.connect(self._on_add_run)
+        self.add_run.clicked.connect(self.add_run_clicked)
         for box in (self.observation, self.lr, self.batch_size, self.seed):
             box.refused.connect(self.refused)
 
@@ -412,12 +403,6 @@ class ControlPanel(QWidget):
 
     def set_config(self, cfg: Config, device: str, preset: str | None = None) -> None:
         """Show ``cfg`` (running on ``device``) in the controls without emitting any change."""
-        raw = config_to_dict(cfg)
-        for i, run in enumerate(cfg.runs):  # generated names are regenerated from the edited values
-            if _is_default_name(run.name, default_run_name(run), i):
-                raw["runs"][i].pop("name", None)
-        self._raw = raw
-        self._device, self._preset = device, preset
         widgets = self._silent()
         for w in widgets:
             w.blockSignals(True)
@@ -435,69 +420,44 @@ class ControlPanel(QWidget):
             self.lr.setValue(cfg.train.lr if len(lrs) != 1 else lrs.pop())
             self.batch_size.setValue(cfg.train.batch_size)
             self.seed.setValue(min(cfg.seed, self.seed.maximum()))
-            self.device.setCurrentIndex(max(0, self.device.findData(device)))
+            if device:
+                self.device.setCurrentIndex(max(0, self.device.findData(device)))
         finally:
             for w in widgets:
                 w.blockSignals(False)
-        self._build_runs(cfg)
+        self._show_runs(cfg)
 
-    def _build_runs(self, cfg: Config) -> None:
-        for editor in self._runs:
-            self._runs_layout.removeWidget(editor)
-            editor.deleteLater()
-        self._runs = []
-        for i, run in enumerate(cfg.runs):
-            editor = RunEditor(i, self._runs_box)
-            editor.set_run(self._raw["runs"][i], cfg.run_train(i).encoder, run.name,
-                           removable=len(cfg.runs) > 1)
-            editor.objective_changed.connect(self._on_objective)
-            editor.encoder_changed.connect(self._on_encoder)
-            editor.params_changed.connect(self._on_run_params)
-            editor.remove_requested.connect(self._on_remove_run)
-            for box in (editor.k, editor.m, editor.beta, editor.alpha):
-                box.refused.connect(self.refused)
-            self._runs_layout.addWidget(editor)
-            self._runs.append(editor)
+    def _show_runs(self, cfg: Config) -> None:
+        """The run editors: rebuilt when the number of runs changes, else updated in place (a box being
+        typed into keeps its focus)."""
+        if len(self._runs) != len(cfg.runs):
+            for editor in self._runs:
+                self._runs_layout.removeWidget(editor)
+                editor.deleteLater()
+            self._runs = []
+            for i in range(len(cfg.runs)):
+                editor = RunEditor(i, self._runs_box)
+                editor.edited.connect(self.edited)
+                editor.remove_requested.connect(self.remove_run_clicked)
+                for box in (editor.k, editor.m, editor.beta, editor.alpha):
+                    box.refused.connect(self.refused)
+                self._runs_layout.addWidget(editor)
+                self._runs.append(editor)
+        for i, (editor, run) in enumerate(zip(self._runs, cfg.runs)):
+            editor.set_run(run, cfg.run_train(i).encoder, removable=len(cfg.runs) > 1)
         self.add_run.setEnabled(len(cfg.runs) < MAX_GUI_RUNS)
-
-    def revert(self) -> None:
-        """Show the last accepted scene again (after a change was refused)."""
-        self.set_config(config_from_dict(self._raw), self._device, self._preset)
 
     def set_state(self, state: str) -> None:
         self.start_pause.setText("Pause" if state == "running" else "Start")
-
-    def set_observation(self, index: int) -> None:
-        self._raw.setdefault("problem", {})["observation"] = index
-        self.observation.blockSignals(True)
-        self.observation.setValue(index)
-        self.observation.blockSignals(False)
-
-    def set_seed(self, seed: int) -> None:
-        self._raw["seed"] = seed
-        self.seed.blockSignals(True)
-        self.seed.setValue(seed)
-        self.seed.blockSignals(False)
-
-    def set_run_titles(self, names: list[str]) -> None:
-        for editor, name in zip(self._runs, names):
-            editor.setTitle(f"Run {editor.index + 1}: {name}")
 
     @property
     def run_editors(self) -> list[RunEditor]:
         return list(self._runs)
 
-    def raw(self) -> dict[str, Any]:
-        """A copy of the edited scene as a TOML-shaped dict."""
-        return copy.deepcopy(self._raw)
-
     def speed_value(self) -> float | None:
         return self.speed.currentData()
 
     # ------------------------------------------------------------------ edits out
-    def _edited(self, raw: dict[str, Any], reason: str) -> None:
-        self.config_edited.emit(raw, reason)
-
     @Slot(int)
     def _on_preset(self, index: int) -> None:
         name = self.preset.itemData(index)
@@ -510,99 +470,29 @@ class ControlPanel(QWidget):
 
     @Slot(int)
     def _on_observation(self, index: int) -> None:
-        self._raw["problem"]["observation"] = index
-        self.observation_changed.emit(index)
+        self.edited.emit("problem.observation", index)
 
     @Slot(int)
     def _on_problem(self, _i: int) -> None:
-        raw = self.raw()
-        old = raw["problem"]
-        # the options (σ, b, μ ...) and the observation belong to the old problem
-        raw["problem"] = {"name": self.problem.currentData(), "learn_decoder": old["learn_decoder"],
-                          "n_data": old["n_data"], "observation": 0, "decoder": old["decoder"]}
-        self._edited(raw, f"problem → {self.problem.currentData()}")
+        self.edited.emit("problem.name", self.problem.currentData())
 
     @Slot(bool)
     def _on_learn_decoder(self, on: bool) -> None:
-        raw = self.raw()
-        raw["problem"]["learn_decoder"] = on
-        self._edited(raw, f"learn decoder {'on' if on else 'off'}")
+        self.edited.emit("problem.learn_decoder", on)
 
     @Slot(float)
     def _on_lr(self, lr: float) -> None:
-        if not (math.isfinite(lr) and lr > 0):
-            return
-        self._raw["train"]["lr"] = lr
-        for run in self._raw["runs"]:
-            run.pop("lr", None)
-        self.lr_changed.emit(lr)
+        if math.isfinite(lr) and lr > 0:
+            self.edited.emit("train.lr", lr)
 
     @Slot(int)
     def _on_batch_size(self, value: int) -> None:
-        raw = self.raw()
-        raw["train"]["batch_size"] = value
-        for run in raw["runs"]:
-            run.pop("batch_size", None)
-        self._edited(raw, f"batch size → {value}")
+        self.edited.emit("train.batch_size", value)
 
     @Slot(int)
     def _on_seed(self, value: int) -> None:
-        raw = self.raw()
-        raw["seed"] = value
-        self._edited(raw, f"seed → {value}")
+        self.edited.emit("seed", value)
 
     @Slot(int)
     def _on_device(self, _i: int) -> None:
-        raw = self.raw()
-        raw["device"] = self.device.currentData()
-        self._edited(raw, f"device → {raw['device']}")
-
-    @Slot(int, str)
-    def _on_objective(self, index: int, name: str) -> None:
-        raw = self.raw()
-        raw["runs"][index]["objective"] = name
-        raw["runs"][index].pop("name", None)
-        self._edited(raw, f"run {index + 1} objective → {name.upper()}")
-
-    @Slot(int, str)
-    def _on_encoder(self, index: int, name: str) -> None:
-        raw = self.raw()
-        raw["runs"][index]["encoder"] = name
-        raw["runs"][index].pop("name", None)
-        self._edited(raw, f"run {index + 1} encoder → {name}")
-
-    @Slot(int, dict)
-    def _on_run_params(self, index: int, params: dict) -> None:
-        self._raw["runs"][index].update(params)
-        self.run_params_changed.emit(index, params)
-
-    @Slot(int)
-    def _on_remove_run(self, index: int) -> None:
-        raw = self.raw()
-        if len(raw["runs"]) <= 1:
-            return
-        raw["runs"].pop(index)
-        for run in raw["runs"]:  # "#n" suffixes of duplicate names follow the index
-            if "#" in run.get("name", ""):
-                run.pop("name")
-        self._edited(raw, f"removed run {index + 1}")
-
-    @Slot()
-    def _on_add_run(self) -> None:
-        raw = self.raw()
-        if len(raw["runs"]) >= MAX_GUI_RUNS:
-            return
-        used = {run["objective"] for run in raw["runs"]}
-        objective = next((o for o in _NEW_RUN_OBJECTIVES if o not in used), "iwae")
-        last = raw["runs"][-1]
-        run = {"objective": objective, "k": 1 if objective == "vae" else max(int(last.get("k", 1)), 16)}
-        if "m" in OBJECTIVES[objective].params:
-            run["m"] = 4
-        if "encoder" in last:
-            run["encoder"] = last["encoder"]
-        raw["runs"].append(run)
-        self._edited(raw, f"added run {len(raw['runs'])} ({objective.upper()})")
-
-
-def _is_default_name(name: str, default: str, index: int) -> bool:
-    return name == default or name == f"{default} #{index + 1}"
+        self.edited.emit("device", self.device.currentData())

@@ -1,19 +1,17 @@
-"""The window's dialogs: Export Figure (Ctrl+S) and Record GIF (Ctrl+G). Each gathers a choice and hands
-it to the window (``MainWindow.export_figure`` / ``MainWindow.record_gif``), which does the work and
-reports failures.
+"""The window's dialogs: Export Figure (Ctrl+S) and Record GIF (Ctrl+G). Each gathers a choice and
+emits it (``chosen``); whoever opened the dialog does the work and reports failures. A dialog never
+calls back into the window.
 """
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Sequence
 
-from PySide6.QtCore import Slot
-from PySide6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QSpinBox
+from PySide6.QtCore import Signal, Slot
+from PySide6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QSpinBox, QWidget
 
 from . import gif
-
-if TYPE_CHECKING:
-    from .main_window import MainWindow
 
 
 def slug(text: str) -> str:
@@ -21,18 +19,50 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
 
+@dataclass(frozen=True)
+class ExportChoice:
+    panel: str | None  # None: the whole figure
+    ext: str  # "png" | "svg"
+    scale: int  # PNG width as a multiple of the on-screen width
+    copy: bool = False  # to the clipboard instead of a file
+
+    def file_name(self, stem: str) -> str:
+        if self.panel:
+            stem += f"-{slug(self.panel)}"
+        if self.ext == "png" and self.scale > 1:
+            stem += f"@{self.scale}x"
+        return f"{stem}.{self.ext}"
+
+
+@dataclass(frozen=True)
+class GifChoice:
+    panel: str | None
+    frames: int
+    every: int
+    width: int
+
+
+def _target_combo(panels: Sequence[str]) -> QComboBox:
+    """"Whole figure" or one of the figure's panels."""
+    box = QComboBox()
+    box.addItem("Whole figure", None)
+    for name in panels:
+        box.addItem(f"Panel: {name}", name)
+    return box
+
+
 class ExportDialog(QDialog):
-    """Ctrl+S: the whole figure or one panel, as PNG at 1×/2×/4× width or SVG; or copy to clipboard."""
+    """The whole figure or one panel, as PNG at 1×/2×/4× width or SVG; or a copy to the clipboard."""
 
     FORMATS = (("PNG, 1× width", "png", 1), ("PNG, 2× width", "png", 2), ("PNG, 4× width (talks)", "png", 4),
                ("SVG (vector)", "svg", 1))
+    chosen = Signal(object)  # ExportChoice
 
-    def __init__(self, window: "MainWindow") -> None:
-        super().__init__(window)
+    def __init__(self, panels: Sequence[str], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
         self.setWindowTitle("Export figure")
-        self._window = window
         form = QFormLayout(self)
-        self.target = _target_combo(window)
+        self.target = _target_combo(panels)
         form.addRow("What", self.target)
         self.format = QComboBox()
         for label, ext, scale in self.FORMATS:
@@ -43,59 +73,30 @@ class ExportDialog(QDialog):
         self.copy = buttons.addButton("Copy to clipboard", QDialogButtonBox.ButtonRole.ActionRole)
         buttons.addButton(QDialogButtonBox.StandardButton.Close)
         form.addRow(buttons)
-        self.save.clicked.connect(self._on_save)
-        self.copy.clicked.connect(self._on_copy)
+        self.save.clicked.connect(lambda: self._choose(copy=False))
+        self.copy.clicked.connect(lambda: self._choose(copy=True))
         buttons.rejected.connect(self.reject)
 
-    def choice(self) -> tuple[str | None, str, int]:
+    def choice(self, copy: bool = False) -> ExportChoice:
         ext, scale = self.format.currentData()
-        return self.target.currentData(), ext, scale
+        return ExportChoice(self.target.currentData(), ext, scale, copy)
 
-    def default_name(self) -> str:
-        panel, ext, scale = self.choice()
-        stem = self._window.file_stem()
-        if panel:
-            stem += f"-{slug(panel)}"
-        if ext == "png" and scale > 1:
-            stem += f"@{scale}x"
-        return f"{stem}.{ext}"
-
-    @Slot()
-    def _on_save(self) -> None:
-        panel, ext, scale = self.choice()
-        filters = "PNG image (*.png)" if ext == "png" else "SVG image (*.svg)"
-        path = self._window.ask_save_path("Export figure", self.default_name(), filters, "export")
-        if not path:
-            return
-        if not path.lower().endswith(f".{ext}"):
-            path += f".{ext}"
-        if self._window.export_figure(path, scale=scale, panel=panel):
-            self.accept()
-
-    @Slot()
-    def _on_copy(self) -> None:
-        self._window.copy_figure()
+    def _choose(self, copy: bool) -> None:
+        choice = self.choice(copy)
         self.accept()
-
-
-def _target_combo(window: "MainWindow") -> QComboBox:
-    """"Whole figure" or one of the figure's panels."""
-    box = QComboBox()
-    box.addItem("Whole figure", None)
-    for name in window.figure.panel_names():
-        box.addItem(f"Panel: {name}", name)
-    return box
+        self.chosen.emit(choice)
 
 
 class GifDialog(QDialog):
     """Record GIF…: what to record, how many frames, how many training steps apart, how wide."""
 
-    def __init__(self, window: "MainWindow") -> None:
-        super().__init__(window)
+    chosen = Signal(object)  # GifChoice
+
+    def __init__(self, panels: Sequence[str], scene_steps: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
         self.setWindowTitle("Record GIF")
-        self._window = window
         form = QFormLayout(self)
-        self.target = _target_combo(window)
+        self.target = _target_combo(panels)
         form.addRow("What", self.target)
         self.frames = QSpinBox()
         self.frames.setRange(1, 1000)
@@ -104,7 +105,7 @@ class GifDialog(QDialog):
         form.addRow("Frames", self.frames)
         self.every = QSpinBox()
         self.every.setRange(1, 1_000_000)
-        self.every.setValue(max(1, window.config.steps // self.frames.value()))
+        self.every.setValue(max(1, scene_steps // self.frames.value()))
         self.every.setToolTip("Training steps between two frames")
         form.addRow("Every (steps)", self.every)
         self.width_px = QSpinBox()
@@ -125,15 +126,11 @@ class GifDialog(QDialog):
         self.record.clicked.connect(self._on_record)
         buttons.rejected.connect(self.reject)
 
+    def choice(self) -> GifChoice:
+        return GifChoice(self.target.currentData(), self.frames.value(), self.every.value(), self.width_px.value())
+
     @Slot()
     def _on_record(self) -> None:
-        panel = self.target.currentData()
-        name = self._window.file_stem() + (f"-{slug(panel)}" if panel else "") + ".gif"
-        path = self._window.ask_save_path("Record GIF", name, "GIF animation (*.gif)", "export")
-        if not path:
-            return
-        if not path.lower().endswith(".gif"):
-            path += ".gif"
-        if self._window.record_gif(path, frames=self.frames.value(), every=self.every.value(),
-                                   width=self.width_px.value(), panel=panel):
-            self.accept()
+        choice = self.choice()
+        self.accept()
+        self.chosen.emit(choice)

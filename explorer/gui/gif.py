@@ -181,7 +181,7 @@ def _same_size(frames: list[np.ndarray]) -> list[np.ndarray]:
 class GifRecorder(QObject):
     """Records a GIF from the snapshots a window receives, on an off-screen Figure of its own.
 
-    ``offer(snapshot)`` with every snapshot in order (``SessionWorker.yielded``); a frame is taken from
+    ``offer(snapshot)`` with every snapshot in order (``SessionController.frame``); a frame is taken from
     the first one and then from each snapshot at least ``every`` steps after the last frame (a
     snapshot from before the last frame, after a Reset, is taken too and restarts the count). After
     ``frames`` frames the GIF is written and ``finished(path, bytes)`` is emitted, or ``failed(message)``.

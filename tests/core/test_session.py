@@ -1,5 +1,6 @@
 """Session (design.md, "Layout" and "Gradient SNR"): lockstep runs from one seed, common random numbers,
-reset / reseed, live commands, iterate(), divergence handling, state round trip and devices.
+reset / reseed, live commands, divergence handling, state round trip and devices (the play loop is
+tested in test_player.py).
 
 Every config here is tiny (grid 32, 50 q samples, R = 16, one hidden layer of 16) so each test runs in
 about a second; the one training-to-convergence test takes ~1 s of 1500 steps.
@@ -183,6 +184,10 @@ def test_set_lr_changes_the_run_and_its_optimizer():
     assert s.snapshot().runs[1].lr == 0.01
     s.apply("set_lr", run=1, lr=0.2)
     assert s.snapshot().runs[1].lr == 0.2
+    s.apply("set_lr", run=None, lr=0.3)  # every run: train.lr, overrides dropped
+    assert [r.lr for r in s.snapshot().runs] == [0.3, 0.3] and s.config.train.lr == 0.3
+    assert all(r.lr is None for r in s.config.runs)
+    s.set_lr(0, 0.05)
     # and it trains differently from here on
     ref = Session(tiny())
     s.step(5)
@@ -269,108 +274,6 @@ def test_per_run_batch_size_override_is_used(monkeypatch):
     s.step(1)
     assert (1, 1, 8, 2) in shapes  # smaller than [train]'s: works
     assert (1, 1, 128, 2) in shapes  # larger: capped at 16
-
-
-# --------------------------------------------------------------------------- iterate
-def test_iterate_every_steps_yields_the_right_steps():
-    s = Session(tiny())
-    s.apply("resume")
-    assert [snap.step for snap in s.iterate(every_steps=5, max_steps=20)] == [0, 5, 10, 15, 20]
-    assert s.step_count == 20
-
-
-def test_iterate_stops_at_max_steps_between_yields():
-    s = Session(tiny())
-    s.apply("resume")
-    steps = [snap.step for snap in s.iterate(every_steps=4, max_steps=10)]
-    assert steps[:3] == [0, 4, 8] and set(steps) <= {0, 4, 8, 10}
-    assert s.step_count == 10
-
-
-def test_iterate_continues_from_the_current_step():
-    s = Session(tiny())
-    s.step(3)
-    s.apply("resume")
-    assert [snap.step for snap in s.iterate(every_steps=3, max_steps=9)] == [3, 6, 9]
-
-
-def test_send_in_the_same_thread_applies_between_steps():
-    s = Session(tiny())
-    s.send("resume")
-    seen = []
-    for snap in s.iterate(every_steps=5, max_steps=20):
-        seen.append((snap.step, snap.runs[0].lr, snap.runs[0].k))
-        if snap.step == 5:
-            s.send("set_lr", run=0, lr=0.05)
-            s.send("set_run", run=0, k=3)
-    assert seen[0] == (0, 0.003, 8)
-    assert (5, 0.003, 8) in seen
-    after = [(lr, k) for step, lr, k in seen if step > 5]
-    assert after and all(v == (0.05, 3) for v in after)
-    assert seen[-1][0] == 20
-    assert s.last_error == ""
-
-
-def test_stop_command_ends_iterate():
-    s = Session(tiny())
-    s.apply("resume")
-    steps = []
-    for snap in s.iterate(every_steps=2, max_steps=100):
-        steps.append(snap.step)
-        if snap.step == 4:
-            s.send("stop")
-    assert steps == [0, 2, 4] and s.step_count == 4
-
-
-def test_pause_stops_training_and_step_advances_while_paused():
-    s = Session(tiny())
-    s.send("resume")
-    steps = []
-    for snap in s.iterate(every_steps=2, max_steps=100):
-        steps.append((snap.step, snap.paused))
-        if snap.step == 4 and not snap.paused:
-            s.send("pause")
-            s.send("step", n=3)
-        elif snap.paused and snap.step == 7:
-            s.send("stop")
-    assert steps[-1] == (7, True)
-    assert s.step_count == 7
-
-
-@pytest.mark.parametrize("name, kwargs", [
-    ("set_lr", {"run": 0, "lr": -1.0}),
-    ("set_run", {"run": 0, "k": 0}),
-    ("set_observation", {"index": 10**6}),
-    ("warp", {}),
-])
-def test_bad_command_through_send_is_recorded_and_iterate_goes_on(name, kwargs):
-    s = Session(tiny())
-    s.apply("resume")
-    steps = []
-    for snap in s.iterate(every_steps=5, max_steps=15):
-        steps.append(snap.step)
-        if snap.step == 5:
-            s.send(name, **kwargs)
-    assert steps[-1] == 15 and s.step_count == 15
-    assert s.last_error  # one line naming the problem
-    assert "\n" not in s.last_error
-    assert s.snapshot().runs[0].lr == 0.003 and s.snapshot().runs[0].k == 8
-
-
-@pytest.mark.parametrize("name, kwargs", [
-    ("step", {"n": "x"}),
-    ("set_lr", {"lr": 0.1}),
-    ("set_speed", {"steps_per_s": "fast"}),
-])
-def test_badly_typed_command_through_send_is_recorded_and_iterate_goes_on(name, kwargs):
-    s = Session(tiny())
-    s.apply("resume")
-    steps = []
-    for snap in s.iterate(every_steps=5, max_steps=15):
-        steps.append(snap.step)
-        if snap.step == 5:
-            s.send(name, **kwargs)
-    assert steps[-1] == 15 and s.last_error
 
 
 # --------------------------------------------------------------------------- divergence

@@ -34,6 +34,6 @@ def open_window(qtbot):
     yield make
     for window in windows:
         window.close()
-        assert window.worker is None
+        assert window.controller.engine is None
         window.deleteLater()
     QApplication.processEvents()

@@ -42,21 +42,21 @@ def test_a_typed_value_out_of_range_is_refused_and_the_control_says_why(open_win
     widget = {"k": editor.k, "alpha": editor.alpha, "lr": window.controls.lr,
               "batch_size": window.controls.batch_size}[box]
     before = widget.value()
-    session = window.session
+    builds = window.controller.builds
     with qtbot.waitSignal(window.controls.refused, timeout=2000) as refused:
         _type(qtbot, widget, typed)
     assert why in refused.args[0]
-    assert window.message_text() == f"Refused: {refused.args[0]}"
+    assert window.messages.message_text() == f"Refused: {refused.args[0]}"
     if typed != "200000":  # the refused last digit leaves 20000, which is a valid K
         assert widget.value() == before
-    assert window.session is session and not window.building
+    assert window.controller.builds == builds and not window.controller.is_building
 
 
 # --------------------------------------------------------------------------- broken files
 def test_a_broken_scene_file_shows_an_error_and_the_session_goes_on(open_window, qtbot, tmp_path):
     window = open_window()
-    window.start()
-    session = window.session
+    window.controller.start()
+    builds = window.controller.builds
     broken = tmp_path / "broken.toml"
     broken.write_text("title = 'unclosed\n[problem\n")
     unknown = tmp_path / "unknown.toml"
@@ -64,25 +64,26 @@ def test_a_broken_scene_file_shows_an_error_and_the_session_goes_on(open_window,
     for path, says in ((broken, "malformed TOML"), (unknown, "train.learning_rate"),
                        (tmp_path / "missing.toml", "no such config file")):
         with qtbot.waitSignal(window.error_shown, timeout=2000) as error:
-            assert not window.open_scene(path)
+            assert not window.files.open_scene(path)
         assert says in error.args[0] and "keeps running" in error.args[0]
-        assert window.error_box.windowTitle() == "Cannot open the scene"
-    assert window.session is session and window.state == "running"
+        assert window.messages.error_box.windowTitle() == "Cannot open the scene"
+    assert window.controller.builds == builds and window.state == "running"
     _training_goes_on(qtbot, window)
 
 
 @pytest.mark.parametrize("content", [b"\x00\x01 not a session at all", b"title = 'a scene, not a session'\n"])
 def test_a_broken_session_file_shows_an_error_and_the_session_goes_on(open_window, qtbot, tmp_path, content):
     window = open_window()
-    window.start()
-    session = window.session
+    window.controller.start()
+    builds = window.controller.builds
     path = tmp_path / "broken.vaesession"
     path.write_bytes(content)
     with qtbot.waitSignal(window.error_shown, timeout=10_000) as error:
-        assert window.open_session(path)  # it loads off the GUI thread; the error follows
+        assert window.files.open_session(path)  # it loads where the session runs; the error follows
     assert "not a VAE Explorer session file" in error.args[0]
-    assert window.error_box.windowTitle() == "Cannot open the session"
-    assert window.session is session and window.state == "running" and not window.building
+    assert window.messages.error_box.windowTitle() == "Cannot open the session"
+    assert window.controller.builds == builds and not window.controller.is_building
+    window.controller.start()  # opening a session pauses; the old one is still there to go on
     _training_goes_on(qtbot, window)
 
 
@@ -90,29 +91,30 @@ def test_a_broken_session_file_shows_an_error_and_the_session_goes_on(open_windo
 def test_every_export_on_a_full_disk_shows_an_error_and_training_goes_on(open_window, qtbot, tmp_path,
                                                                          monkeypatch):
     window = open_window()
-    window.start()
+    window.controller.start()
     wait_snapshot(qtbot, window, lambda s: s.step >= 5)
-    session = window.session
+    builds = window.controller.builds
 
     def disk_full(src, dst):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "replace", disk_full)  # every writer renames its temporary file last
-    writes = [("figure.png", window.export_figure), ("figure.svg", window.export_figure),
-              ("metrics.csv", window.export_metrics), ("scene.toml", window.save_scene),
-              ("run.vaesession", window.save_session)]
+    files = window.files
+    writes = [("figure.png", files.export_figure), ("figure.svg", files.export_figure),
+              ("metrics.csv", files.export_metrics), ("scene.toml", files.save_scene),
+              ("run.vaesession", files.save_session)]  # the last two are written where the session runs
     for name, write in writes:
         with qtbot.waitSignal(window.error_shown, timeout=5000) as error:
-            assert not write(tmp_path / name), name
+            write(tmp_path / name)
         assert "No space left on device" in error.args[0], name
         assert "Training goes on" in error.args[0]
     # a GIF fails when it is written, after its frames
     with qtbot.waitSignal(window.error_shown, timeout=20_000) as error:
         assert window.record_gif(tmp_path / "train.gif", frames=2, every=1, width=200)
     assert "No space left on device" in error.args[0]
-    assert window.error_box.windowTitle() == "GIF recording failed" and not window.recording
+    assert window.messages.error_box.windowTitle() == "GIF recording failed" and not window.recording.active
     assert [p.name for p in tmp_path.iterdir() if p.name != "settings.ini"] == []  # no partial file anywhere
-    assert window.session is session and window.state == "running"
+    assert window.controller.builds == builds and window.state == "running"
     _training_goes_on(qtbot, window)
 
 
@@ -132,22 +134,21 @@ def test_an_exception_in_the_training_thread_names_the_run_and_reset_recovers(op
     monkeypatch.setattr(Session, "_train_step", flaky)
     window = open_window()
     with qtbot.waitSignal(window.error_shown, timeout=10_000) as error:
-        window.start()
+        window.controller.start()
     text = error.args[0]
     assert "“IWAE K=4” failed at step 6" in text and "ZeroDivisionError: the encoder divided by zero" in text
-    box = window.error_box
+    box = window.messages.error_box
     assert box.windowTitle() == "Training stopped"
     assert box.windowModality() == Qt.WindowModality.NonModal  # the window stays usable behind it
     details = box.detailedText()
     assert "Traceback" in details and "in flaky" in details and "RunFailure" in details
-    assert window.state == "paused" and not window.worker.is_running
-    assert "Training stopped" in window.message_text()
+    assert window.state == "paused" and window.controller.engine.is_running  # paused, serving on
+    assert "Training stopped" in window.messages.message_text()
 
     box.close()
-    with qtbot.waitSignal(window.session_rebuilt, timeout=10_000):
-        window.reset()  # the failed session is replaced by a fresh one from the same scene
+    window.reset()  # back to step 0 of the same scene
     wait_snapshot(qtbot, window, lambda s: s.step == 0)
-    window.start()
+    window.controller.start()
     wait_snapshot(qtbot, window, lambda s: s.step > 10)  # past the step that failed: all is well
 
 
@@ -155,21 +156,21 @@ def test_a_diverging_run_is_shown_the_others_train_and_reset_recovers(open_windo
     raw = tiny()
     raw["runs"][1]["lr"] = 1e4
     window = open_window(config_from_dict(raw))
-    window.start()
+    window.controller.start()
     snapshot = wait_snapshot(qtbot, window, lambda s: s.runs[1].diverged_step is not None and s.step > 25)
     healthy, diverged = snapshot.runs
     assert healthy.diverged_step is None
-    assert f"{diverged.name} diverged at step {diverged.diverged_step}" in window.warning_text()
+    assert f"{diverged.name} diverged at step {diverged.diverged_step}" in window.messages.warning_text()
     history = snapshot.history[healthy.name]["kl_qp"]
     assert history[-1, 0] > diverged.diverged_step  # the healthy run kept training
     assert window.figure.posteriors[1].diverged_text.isVisible()  # its panel says so
     assert not window.figure.posteriors[0].diverged_text.isVisible()
     assert non_finite_plot_data(window.figure) == []
 
-    window.pause()
+    window.controller.pause()
     window.reset()
     reset = wait_snapshot(qtbot, window, lambda s: s.step == 0)
     assert all(run.diverged_step is None for run in reset.runs)
-    assert "diverged" not in window.warning_text()
+    assert "diverged" not in window.messages.warning_text()
     assert not window.figure.posteriors[1].diverged_text.isVisible()
     assert non_finite_plot_data(window.figure) == []

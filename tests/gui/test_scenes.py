@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication
 
 from window_helpers import TINY, TINY_VIEW, tiny, wait_snapshot
 
-from explorer.cli import metrics_csv
+from explorer.core.files import metrics_csv
 from explorer.core import story
 from explorer.core.config import config_from_dict
 from explorer.core.session import Session
@@ -34,39 +34,44 @@ def _image(window, width=640) -> np.ndarray:
 def test_a_scene_saves_as_toml_and_opens_paused_at_step_0(open_window, qtbot, tmp_path):
     window = open_window()
     window.controls.lr.setValue(0.002)  # a live change is part of the scene
-    window.start()
+    window.controller.start()
     wait_snapshot(qtbot, window, lambda s: s.step >= 5)
     path = tmp_path / "scene.toml"
-    assert window.save_scene(path)
+    assert window.files.save_scene(path)
     saved = config_from_dict(tomllib.loads(path.read_text()))
     assert saved == window.config and saved.train.lr == pytest.approx(0.002)
 
     with qtbot.waitSignal(window.session_rebuilt, timeout=10_000):
-        assert window.open_scene(path)
+        assert window.files.open_scene(path)
     assert window.state == "paused"
     snapshot = wait_snapshot(qtbot, window, lambda s: s.step == 0)
-    assert snapshot.paused and window.session.config == saved
-    assert window.recent_files()[0] == str(path.resolve())
+    assert snapshot.paused and window.config == saved
+    assert settings.recent_files()[0] == str(path.resolve())
 
 
 def test_a_session_reopens_on_the_same_frame_pixel_for_pixel(open_window, qtbot, tmp_path):
     first = open_window()
-    first.start()
+    first.controller.start()
     wait_snapshot(qtbot, first, lambda s: s.step >= 12)
-    # saved while training: the thread pauses for the write, then training goes on
-    assert first.save_session(tmp_path / "running.vaesession")
-    assert first.state == "running" and first.worker.is_running
+    # saved while training: written between two steps where the session runs, and training goes on
+    with qtbot.waitSignal(first.files.session_saved, timeout=10_000):
+        first.files.save_session(tmp_path / "running.vaesession")
+    assert first.state == "running" and (tmp_path / "running.vaesession").stat().st_size > 0
     step = first.last_snapshot.step
     wait_snapshot(qtbot, first, lambda s: s.step > step + 3)
 
-    first.pause()
-    shown = wait_snapshot(qtbot, first, lambda s: s.paused, fresh=True)
+    frames = []
+    first.controller.frame.connect(frames.append)
+    first.controller.pause()
+    qtbot.waitUntil(lambda: bool(frames) and frames[-1].paused, timeout=5000)
+    shown = wait_snapshot(qtbot, first, lambda s: s.paused and s.step == frames[-1].step)
     path = tmp_path / "paused.vaesession"
-    assert first.save_session(path)
+    with qtbot.waitSignal(first.files.session_saved, timeout=10_000):
+        first.files.save_session(path)
 
     second = open_window(config_from_dict(tiny(seed=99, title="Another scene")))
     with qtbot.waitSignal(second.session_rebuilt, timeout=10_000):
-        assert second.open_session(path)
+        assert second.files.open_session(path)
     reopened = wait_snapshot(qtbot, second, lambda s: s.step == shown.step)
     assert second.state == "paused" and reopened.paused
     assert second.caption_text() == "Tiny scene"
@@ -84,10 +89,11 @@ def test_a_session_reopens_on_the_same_frame_pixel_for_pixel(open_window, qtbot,
 
 def test_metrics_csv_has_the_columns_of_metrics_csv_and_training_goes_on(open_window, qtbot, tmp_path):
     window = open_window()
-    window.start()
+    window.controller.start()
     wait_snapshot(qtbot, window, lambda s: s.step >= 20)
     path = tmp_path / "metrics.csv"
-    assert window.export_metrics(path)
+    with qtbot.waitSignal(window.files.metrics_written, timeout=10_000):
+        window.files.export_metrics(path)
     assert window.state == "running"
     rows = list(csv.DictReader(io.StringIO(path.read_text())))
     assert list(rows[0]) == ["run", "step", *METRICS]
@@ -156,16 +162,19 @@ def test_write_gif_decodes_to_exactly_the_quantised_frames(tmp_path):
 def test_record_gif_in_the_window_takes_a_frame_every_n_steps(open_window, qtbot, tmp_path):
     window = open_window()
     path = tmp_path / "live.gif"
+    steps = []
+    window.controller.frame.connect(lambda s: steps.append(s.step))
     with qtbot.waitSignal(window.gif_recorded, timeout=20_000) as recorded:
         assert window.record_gif(path, frames=5, every=4, width=320)
-        assert window.recording and window.state == "running"
-        assert window.worker.every_steps == 4
+        assert window.recording.active and window.state == "running"
     assert recorded.args == [str(path)]
+    on_cadence = [s for s in steps if s > 0]
+    assert on_cadence[:4] == [4, 8, 12, 16]  # the session yielded exactly every 4 steps
     frames = _frames(path)
     assert len(frames) == 5 and frames[0].shape[1] == 320
-    assert "5 frames" in window.message_text()
-    qtbot.waitUntil(lambda: window.worker is not None and window.worker.every_steps is None, timeout=5000)
-    assert not window.recording
+    assert "5 frames" in window.messages.message_text()
+    qtbot.waitUntil(lambda: window.controller.engine.player.every_steps is None, timeout=5000)
+    assert not window.recording.active
     step = window.last_snapshot.step
     wait_snapshot(qtbot, window, lambda s: s.step > step)  # training goes on
     Image.fromarray(frames[-1]).save(tmp_path / "last-frame.png")
@@ -176,8 +185,8 @@ def test_a_recording_stops_when_the_session_is_replaced(open_window, qtbot, tmp_
     assert window.record_gif(tmp_path / "never.gif", frames=1000, every=1, width=200)
     with qtbot.waitSignal(window.session_rebuilt, timeout=10_000):
         window.controls.seed.setValue(3)
-    assert not window.recording and not (tmp_path / "never.gif").exists()
-    assert window.worker.every_steps is None
+    assert not window.recording.active and not (tmp_path / "never.gif").exists()
+    qtbot.waitUntil(lambda: window.controller.engine.player.every_steps is None, timeout=5000)
 
 
 # --------------------------------------------------------------------------- settings
@@ -187,21 +196,21 @@ def test_settings_remember_geometry_recent_files_export_folder_and_the_last_scen
     window = open_window()
     window.resize(720, 560)  # the offscreen screen is 800×800: restoreGeometry keeps a window on it
     scene = tmp_path / "scene.toml"
-    assert window.save_scene(scene)
+    assert window.files.save_scene(scene)
     exports = tmp_path / "exports"
     exports.mkdir()
-    assert window.export_figure(exports / "figure.png")
+    assert window.files.export_figure(exports / "figure.png")
     window.close()
 
     again = open_window(config_from_dict(tiny(title="Another scene")))
     assert (again.width(), again.height()) == (720, 560)
-    assert again.recent_files() == [str(scene.resolve())]
+    assert settings.recent_files() == [str(scene.resolve())]
     assert settings.folder("export") == exports.resolve()
     again.recent_menu.aboutToShow.emit()
     texts = [a.text() for a in again.recent_menu.actions()]
     assert "Last Scene at Exit: Tiny scene" in texts and "scene.toml" in texts
     with qtbot.waitSignal(again.session_rebuilt, timeout=10_000):
-        assert again.open_last_scene()
+        assert again.files.open_last_scene()
     assert again.caption_text() == "Tiny scene"
 
 
@@ -221,17 +230,18 @@ def tiny_story(monkeypatch):
 
 def test_story_mode_steps_through_scenes_paused_at_step_0_with_captions(open_window, qtbot, tiny_story):
     window = open_window(story=True)
-    assert window.story_index == 0 and window.story_caption.isVisible()
-    assert "Caption of scene 1." in window.story_caption_text()
-    assert window.caption_text() == "1 · Scene 1" and window.story_bar.isVisible()
-    assert not window.action_map["previous_scene"].isEnabled()
-    assert [a.text() for a in window.scene_actions] == [s.title for s in tiny_story]
+    story_ui = window.story
+    assert story_ui.index == 0 and story_ui.caption.isVisible()
+    assert "Caption of scene 1." in story_ui.caption_text()
+    assert window.caption_text() == "1 · Scene 1" and story_ui.toolbar.isVisible()
+    assert not story_ui.previous_action.isEnabled()
+    assert [a.text() for a in story_ui.scene_actions] == [s.title for s in tiny_story]
 
-    window.start()  # train a little: the next scene starts paused at step 0 anyway
+    window.controller.start()  # train a little: the next scene starts paused at step 0 anyway
     wait_snapshot(qtbot, window, lambda s: s.step >= 3)
     with qtbot.waitSignal(window.session_rebuilt, timeout=10_000):
-        window.action_map["next_scene"].trigger()
-    assert window.story_index == 1 and "Caption of scene 2." in window.story_caption_text()
+        story_ui.next_action.trigger()
+    assert story_ui.index == 1 and "Caption of scene 2." in story_ui.caption_text()
     snapshot = wait_snapshot(qtbot, window, lambda s: s.title == "2 · Scene 2")
     assert snapshot.step == 0 and snapshot.paused and window.state == "paused"
     assert snapshot.runs[0].k == 2
@@ -240,26 +250,26 @@ def test_story_mode_steps_through_scenes_paused_at_step_0_with_captions(open_win
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow, timeout=2000)
     qtbot.keyClick(window, Qt.Key.Key_P)
-    assert window.presentation and window.story_caption.isVisible()
-    assert not window.menuBar().isVisible() and not window.story_bar.isVisible()
+    assert window.presentation and story_ui.caption.isVisible()
+    assert not window.menuBar().isVisible() and not story_ui.toolbar.isVisible()
     with qtbot.waitSignal(window.session_rebuilt, timeout=10_000):
         qtbot.keyClick(window, Qt.Key.Key_Right)
-    assert window.story_index == 2 and not window.action_map["next_scene"].isEnabled()
+    assert story_ui.index == 2 and not story_ui.next_action.isEnabled()
     with qtbot.waitSignal(window.session_rebuilt, timeout=10_000):
         qtbot.keyClick(window, Qt.Key.Key_Left)
-    assert window.story_index == 1
+    assert story_ui.index == 1
     qtbot.keyClick(window, Qt.Key.Key_Escape)
-    assert not window.presentation and window.story_bar.isVisible()
+    assert not window.presentation and story_ui.toolbar.isVisible()
     with qtbot.waitSignal(window.session_rebuilt, timeout=10_000):
         qtbot.keyClick(window, Qt.Key.Key_PageUp)  # what a presenter's clicker sends
-    assert window.story_index == 0
+    assert story_ui.index == 0
 
-    window.leave_story()
-    assert window.story_index is None and not window.story_caption.isVisible()
-    assert window.description.isVisible() and not window.action_map["next_scene"].isEnabled()
+    story_ui.leave()
+    assert story_ui.index is None and not story_ui.caption.isVisible()
+    assert window.description.isVisible() and not story_ui.next_action.isEnabled()
     with qtbot.waitSignal(window.session_rebuilt, timeout=10_000):
-        window.scene_actions[2].trigger()  # a scene picked from the Story menu enters the story
-    assert window.story_index == 2 and window.action_map["story"].isChecked()
+        story_ui.scene_actions[2].trigger()  # a scene picked from the Story menu enters the story
+    assert story_ui.index == 2 and story_ui.toggle_action.isChecked()
 
 
 def test_run_gui_story_opens_on_the_first_scene(qapp, monkeypatch, tiny_story):
@@ -270,7 +280,7 @@ def test_run_gui_story_opens_on_the_first_scene(qapp, monkeypatch, tiny_story):
 
     def check_and_close() -> None:
         window = next(w for w in qapp.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible())
-        seen.append((window.story_index, window.caption_text(), window.story_caption.isVisible()))
+        seen.append((window.story.index, window.caption_text(), window.story.caption.isVisible()))
         window.close()
 
     QTimer.singleShot(0, check_and_close)

@@ -1,0 +1,124 @@
+"""Metric history of a Session: per-run series for the curves, and the rows of metrics.csv.
+
+Both are kept in numpy buffers, not Python lists of tuples or dicts: a snapshot takes O(1) views of the
+series however long the session has run, and a live session logging tens of rows a second stays small
+(building arrays from lists took 4 ms per snapshot after 5000 steps; dict rows grew 0.5 MB per 1000 steps).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .snapshot import METRICS
+
+
+class Series:
+    """One metric's (step, value) rows in a numpy buffer that doubles when full. ``array()`` is a view of
+    the filled rows, which later appends never touch (a full buffer is replaced, not grown in place)."""
+
+    __slots__ = ("_rows", "n")
+
+    def __init__(self, rows: Any = ()):
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+        self.n = len(rows)
+        self._rows = np.empty((max(64, 2 * self.n), 2))
+        self._rows[: self.n] = rows
+
+    def append(self, step: int, value: float) -> None:
+        if self.n == len(self._rows):
+            grown = np.empty((2 * len(self._rows), 2))
+            grown[: self.n] = self._rows[: self.n]
+            self._rows = grown
+        self._rows[self.n] = (step, value)
+        self.n += 1
+
+    def array(self) -> np.ndarray:
+        """The rows so far, [n, 2], read-only."""
+        view = self._rows[: self.n]
+        view.flags.writeable = False
+        return view
+
+    def to_list(self) -> list[tuple[int, float]]:
+        return [(int(step), value) for step, value in self._rows[: self.n].tolist()]
+
+
+class MetricRows:
+    """The rows of metrics.csv, one per logged step and run, in numpy columns (NaN where unknown)."""
+
+    def __init__(self) -> None:
+        self._names: list[str] = []  # run names as they were when a row was logged
+        self._name_index: dict[str, int] = {}
+        self._keys = np.empty((256, 2), dtype=np.int64)  # [name index, step]
+        self._values = np.empty((256, len(METRICS)))
+        self.n = 0
+
+    def append(self, run: str, step: int, values: list[float | None]) -> None:
+        if self.n == len(self._keys):
+            self._keys = np.concatenate([self._keys, np.empty_like(self._keys)])
+            self._values = np.concatenate([self._values, np.empty_like(self._values)])
+        if run not in self._name_index:
+            self._name_index[run] = len(self._names)
+            self._names.append(run)
+        self._keys[self.n] = (self._name_index[run], step)
+        self._values[self.n] = [math.nan if v is None else v for v in values]
+        self.n += 1
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """run, step and METRICS, None where unknown (values are finite or absent)."""
+        names = self._names
+        return [{"run": names[key[0]], "step": key[1],
+                 **{m: (None if v != v else v) for m, v in zip(METRICS, values)}}
+                for key, values in zip(self._keys[: self.n].tolist(), self._values[: self.n].tolist())]
+
+    @classmethod
+    def from_dicts(cls, rows: Iterable[Mapping[str, Any]]) -> "MetricRows":
+        out = cls()
+        for row in rows:
+            out.append(row["run"], int(row["step"]), [row.get(m) for m in METRICS])
+        return out
+
+
+class MetricHistory:
+    """What a Session has logged: ``series[run][metric]`` for the curves and ``rows`` for metrics.csv."""
+
+    def __init__(self, run_names: Iterable[str] = ()):
+        self.series: dict[str, dict[str, Series]] = {name: {} for name in run_names}
+        self.rows = MetricRows()
+
+    def record(self, step: int, run: str, metrics: Mapping[str, float]) -> None:
+        """Log one run's metrics at ``step`` (absent metrics are unknown)."""
+        series = self.series.setdefault(run, {})
+        values = [metrics.get(name) for name in METRICS]
+        for name, value in zip(METRICS, values):
+            if value is not None:
+                if name not in series:
+                    series[name] = Series()
+                series[name].append(step, value)
+        self.rows.append(run, step, values)
+
+    def rename(self, old: str, new: str) -> None:
+        """A run's name changed (its generated name follows K, M, β, α): keep its curves."""
+        if old != new:
+            self.series[new] = self.series.pop(old, {})
+
+    def arrays(self, runs: Iterable[str]) -> dict[str, dict[str, np.ndarray]]:
+        """run → metric → [T, 2] read-only (step, value) rows, for the runs named."""
+        return {name: {metric: s.array() for metric, s in self.series.get(name, {}).items()} for name in runs}
+
+    def last_step(self) -> int | None:
+        """The step of the last logged row, or None when nothing is logged."""
+        return int(self.rows._keys[self.rows.n - 1, 1]) if self.rows.n else None
+
+    def state(self) -> dict[str, Any]:
+        return {"history": {name: {metric: s.to_list() for metric, s in hist.items()}
+                            for name, hist in self.series.items()},
+                "rows": self.rows.to_dicts()}
+
+    @classmethod
+    def from_state(cls, history: Mapping[str, Mapping[str, Any]], rows: Iterable[Mapping[str, Any]]) -> "MetricHistory":
+        out = cls()
+        out.series = {name: {metric: Series(r) for metric, r in hist.items()} for name, hist in history.items()}
+        out.rows = MetricRows.from_dicts(rows)
+        return out

@@ -1,0 +1,300 @@
+"""The play loop around a Session: commands in, events out.
+
+A ``Player`` owns the Session it drives (it builds it, replaces it, saves it) and everything about
+*playing* it: pause, speed, the scene's step limit, the snapshot cadence. ``serve()`` is a generator:
+the window runs it on a worker thread (gui/engine.py) or in a compute process, and headless code can
+run it in its own thread. Commands arrive through ``send()``, a thread-safe queue, and are applied
+between training steps; everything comes back as data (events), so nothing outside the serving thread
+ever touches the Session:
+
+- ``Snapshot``: the picture, by wall clock (~``hz``) while training, or exactly every N steps
+  (``set_cadence``: a GIF recording needs each frame), and after any command that changes the view;
+- ``Built`` / ``BuildFailed``: a new Session from a config or a session file (the old one goes on when
+  building fails);
+- ``Reply``: the answer to a request (metric rows, a saved session file, the summary);
+- ``Refused``: a live command the Session refused (with the config it keeps);
+- ``Failed``: a training step raised (the loop pauses and goes on serving: Reset starts again);
+- ``Notice``: something the window should say (the scene's step limit was reached).
+"""
+from __future__ import annotations
+
+import dataclasses
+import queue
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from . import files
+from .config import Config
+from .errors import ConfigError
+from .session import RunFailure, Session
+
+#: commands a Session applies itself (they change what a snapshot shows)
+SESSION_COMMANDS = ("step", "set_lr", "set_run", "set_observation", "reset", "reseed")
+#: requests: answered with a Reply carrying the request's id
+REQUESTS = ("metric_rows", "summary", "save_session", "write_metrics")
+
+
+@dataclass(frozen=True)
+class Built:
+    reason: str
+    tag: Any
+    config: Config
+    device: str
+
+
+@dataclass(frozen=True)
+class BuildFailed:
+    reason: str
+    tag: Any
+    message: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    request_id: int
+    name: str
+    value: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Refused:
+    command: str
+    message: str
+    config: Config  # the config the session keeps
+
+
+@dataclass(frozen=True)
+class Failed:
+    head: str  # one line: which run failed, at which step, and why
+    details: str  # the traceback
+    run: str | None = None
+    step: int | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    text: str
+    paused: bool = False  # the loop paused itself (e.g. at the scene's step limit)
+
+
+def failure(error: BaseException) -> Failed:
+    """The Failed event for an exception raised while training or drawing."""
+    details = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    if isinstance(error, RunFailure):
+        cause = error.error
+        return Failed(f"The run “{error.run}” failed at step {error.step}: {cause.__class__.__name__}: {cause}",
+                      details, error.run, error.step)
+    return Failed(f"The session failed: {error.__class__.__name__}: {error}", details)
+
+
+def _error_text(error: BaseException) -> str:
+    return str(error) if isinstance(error, ConfigError) else f"{error.__class__.__name__}: {error}"
+
+
+class Player:
+    """Plays a Session. ``Player(session)`` or ``Player()`` and a ``build`` command.
+
+    ``build_session`` makes a Session from a Config (tests pass a fake); ``hz`` is the snapshot rate
+    while training; the scene's ``steps`` is a limit: training pauses there once (``Notice``), and
+    Start goes on past it.
+    """
+
+    def __init__(self, session: Session | None = None, hz: float = 30.0,
+                 build_session: Callable[[Config], Session] = Session,
+                 open_session: Callable[[str], Session] = files.open_session):
+        self.session = session
+        self.hz = hz
+        self._build_session, self._open_session = build_session, open_session
+        self._commands: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self.paused = True
+        self.speed: float | None = None  # steps per second; None: as fast as possible
+        self.every_steps: int | None = None  # None: snapshots by wall clock; N: exactly every N-th step
+        self.limit: int | None = session.config.steps if session is not None else None
+        self._rate = 0.0
+
+    # ------------------------------------------------------------------ commands in
+    def send(self, name: str, **kwargs: Any) -> None:
+        """Queue a command (thread-safe); ``serve()`` applies it before the next step."""
+        self._commands.put((name, kwargs))
+
+    def _apply(self, name: str, kwargs: dict[str, Any]) -> tuple[bool, list[Any]]:
+        """Apply one command. Returns (the view changed, events to yield)."""
+        if name == "pause":
+            self.paused = True  # a snapshot says so
+        elif name == "resume":
+            self.paused = False
+            return False, []  # the next snapshot comes by the clock (or the cadence)
+        elif name == "set_speed":
+            speed = kwargs.get("steps_per_s")
+            self.speed = None if speed is None else max(float(speed), 0.01)
+            return False, []
+        elif name == "set_cadence":
+            every = kwargs.get("every_steps")
+            self.every_steps = None if every is None else max(1, int(every))
+            return False, []
+        elif name in ("build", "open_session"):
+            return True, self._build(name, kwargs)
+        elif name in REQUESTS:
+            return False, [self._answer(name, kwargs)]
+        elif self.session is None:
+            return False, []
+        elif name in SESSION_COMMANDS:
+            try:
+                self.session.apply(name, **kwargs)
+            except ConfigError as e:  # a bad live command must not end the loop
+                return True, [Refused(name, str(e), self.session.config)]
+            if name in ("reset", "reseed"):
+                self.limit = self.session.config.steps
+        else:
+            raise ConfigError(f"command: unknown command {name!r}")
+        return True, []
+
+    def _build(self, name: str, kwargs: dict[str, Any]) -> list[Any]:
+        reason, tag = kwargs.get("reason", ""), kwargs.get("tag")
+        try:
+            if name == "build":
+                session = self._build_session(kwargs["config"])
+            else:
+                session = self._open_session(str(kwargs["path"]))
+        except Exception as e:  # noqa: BLE001 — the old session goes on; the window says why
+            return [BuildFailed(reason, tag, _error_text(e))]
+        self.session = session
+        self.limit = session.config.steps
+        if kwargs.get("paused", True):
+            self.paused = True
+        return [Built(reason, tag, session.config, str(session.device))]
+
+    def _answer(self, name: str, kwargs: dict[str, Any]) -> Reply:
+        request_id = int(kwargs.get("request_id", 0))
+        session = self.session
+        try:
+            if session is None:
+                raise ConfigError("there is no session yet")
+            if name == "metric_rows":
+                value: Any = session.metric_rows()
+            elif name == "summary":
+                value = session.summary()
+            elif name == "save_session":
+                files.save_session(session, Path(kwargs["path"]))
+                value = session.step_count
+            else:  # write_metrics
+                rows = session.metric_rows()
+                files.write_metrics_csv(Path(kwargs["path"]), rows)
+                value = len(rows)
+        except Exception as e:  # noqa: BLE001 — answered, never raised into the loop
+            return Reply(request_id, name, error=_error_text(e))
+        return Reply(request_id, name, value)
+
+    def _drain(self, block: float | None = None) -> tuple[bool, bool, list[Any]]:
+        """Apply queued commands. Returns (view changed, stop asked, events)."""
+        changed = stop = False
+        events: list[Any] = []
+        while True:
+            try:
+                name, kwargs = self._commands.get(timeout=block) if block else self._commands.get_nowait()
+            except queue.Empty:
+                return changed, stop, events
+            block = None
+            if name == "stop":
+                stop = True
+                continue
+            try:
+                did, out = self._apply(name, dict(kwargs))
+            except RunFailure as e:  # a "step" command that failed: say which run, pause, serve on
+                self.paused = True
+                did, out = True, [failure(e)]
+            except (ConfigError, KeyError, TypeError, ValueError) as e:  # one line, naming the command
+                message = str(e) if isinstance(e, ConfigError) else (
+                    f"command {name}: bad arguments {kwargs!r} ({e.__class__.__name__}: {e})")
+                config = self.session.config if self.session is not None else None
+                did, out = False, [Refused(name, message, config)] if config is not None else []
+            changed |= did
+            events += out
+
+    # ------------------------------------------------------------------ events out
+    def snapshot(self) -> Any:
+        return dataclasses.replace(self.session.snapshot(), paused=self.paused, steps_per_s=self._rate)
+
+    def _snapshot_events(self) -> list[Any]:
+        """[the snapshot], or [Failed] when the views cannot be evaluated (the loop pauses, serving on)."""
+        try:
+            return [self.snapshot()]
+        except Exception as e:  # noqa: BLE001 — reported, never raised into the loop
+            self.paused = True
+            return [failure(e)]
+
+    def serve(self, max_steps: int | None = None) -> Iterator[Any]:
+        """Apply commands, train, and yield events until a "stop" command (or ``max_steps``).
+
+        While paused it trains nothing and waits for commands. A snapshot follows every command that
+        changes the view; while training, one every 1/hz seconds (or every N steps with a cadence).
+        """
+        if self.session is not None:
+            yield from self._snapshot_events()
+        period = 1.0 / self.hz if self.hz else 0.0
+        last_yield = time.perf_counter()
+        rate_t0, rate_steps = last_yield, self._steps()
+        while True:
+            changed, stop, events = self._drain(block=0.05 if self.paused or self.session is None else None)
+            yield from events
+            if stop:
+                return
+            session = self.session
+            if session is None:
+                continue
+            if any(isinstance(e, Built) for e in events):  # a new session shows at once, before training
+                yield from self._snapshot_events()
+                changed, last_yield = False, time.perf_counter()
+            if max_steps is not None and session.step_count >= max_steps:
+                return
+            if self.limit is not None and session.step_count >= self.limit and not self.paused:
+                self.paused, self.limit = True, None
+                changed = True
+                yield Notice(f"Reached the scene's {session.step_count} steps; Start goes on", paused=True)
+            if self.paused:
+                if changed:
+                    yield from self._snapshot_events()
+                    last_yield = time.perf_counter()
+                rate_t0, rate_steps = time.perf_counter(), session.step_count
+                continue
+            t_step = time.perf_counter()
+            try:
+                session.step(1)
+            except Exception as e:  # noqa: BLE001 — a run failed: say which, pause, serve on (Reset works)
+                self.paused = True
+                yield failure(e)
+                yield from self._snapshot_events()
+                continue
+            if self.speed is not None:  # slow motion: hold each step to 1/speed seconds
+                delay = 1.0 / self.speed - (time.perf_counter() - t_step)
+                if delay > 0:
+                    more, stop, events = self._drain(block=delay)
+                    changed |= more
+                    yield from events
+                    if stop:
+                        return
+            now = time.perf_counter()
+            if self.every_steps is not None:
+                due = session.step_count % self.every_steps == 0
+            else:
+                due = now - last_yield >= period
+                if due and not changed:
+                    # a snapshot evaluates the views (grids, samples) unless this step logged metrics and
+                    # so evaluated them already: when the next logged step is less than a period away,
+                    # wait for it (at most one period late), and the views are evaluated once for both
+                    wait = (-session.step_count) % session.config.view.log_every
+                    due = wait == 0 or wait * (now - t_step) > period or now - last_yield >= 2 * period
+            if due or changed:
+                if now > rate_t0:
+                    self._rate = (session.step_count - rate_steps) / (now - rate_t0)
+                if now - rate_t0 > 2.0:
+                    rate_t0, rate_steps = now, session.step_count
+                yield from self._snapshot_events()
+                last_yield = time.perf_counter()
+
+    def _steps(self) -> int:
+        return self.session.step_count if self.session is not None else 0
