@@ -40,6 +40,7 @@ from .seeding import TRAIN as _TRAIN
 from .seeding import VIEW as _VIEW
 from .seeding import Seeder, derive
 from .snapshot import METRICS, ModeView, RunView, Snapshot
+from .threads import ensure_default_threads
 
 
 class RunFailure(RuntimeError):
@@ -117,6 +118,7 @@ class Session:
     """Lockstep training of a config's runs, with exact views of the shown observation."""
 
     def __init__(self, config: Config, device: str | None = None):
+        ensure_default_threads()
         self.device = resolve_device(device or config.device)
         self._build(config)
 

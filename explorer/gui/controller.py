@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import random
 from typing import Any, Callable
 
@@ -34,6 +35,21 @@ from .engine import ThreadEngine
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 0.9
+ENGINE_ENV = "VAE_EXPLORER_ENGINE"
+MAX_RESTARTS = 2  # engines that end before building anything, in a row, before the window gives up
+
+
+def default_engine() -> Callable[..., Any]:
+    """Where the session runs: its own process (the default: training never waits for drawing), or a
+    thread of the window's process (``VAE_EXPLORER_ENGINE=thread``: for platforms or tests that need it)."""
+    choice = os.environ.get(ENGINE_ENV, "process").strip().lower() or "process"
+    if choice == "thread":
+        return ThreadEngine
+    if choice != "process":
+        raise ConfigError(f"{ENGINE_ENV}: expected process or thread, got {choice!r}")
+    from .process_engine import ProcessEngine
+
+    return ProcessEngine
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +82,7 @@ class SessionController(QObject):
     notice = Signal(str)
 
     def __init__(self, config: Config, *, preset: str | None = None, hz: float = 30.0,
-                 engine_factory: Callable[..., Any] = ThreadEngine, tag: "BuildTag | None" = None,
+                 engine_factory: Callable[..., Any] | None = None, tag: "BuildTag | None" = None,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         resolve_device(config.device)  # a device that is not here is bad input: refused before any window
@@ -74,7 +90,8 @@ class SessionController(QObject):
         self._device = ""
         self._preset = preset
         self._hz = hz
-        self._engine_factory = engine_factory
+        self._engine_factory = engine_factory or default_engine()
+        self._restarts = 0  # engines started since the last successful build
         self._state = "paused"
         self._speed: float | None = None
         self._cadence: int | None = None
@@ -125,6 +142,7 @@ class SessionController(QObject):
 
     # ------------------------------------------------------------------ engine
     def _start_engine(self) -> None:
+        self._restarts += 1
         engine = self._engine_factory(hz=self._hz, parent=self)
         engine.snapshot_ready.connect(self._on_snapshot)
         engine.frame.connect(self.frame)
@@ -149,6 +167,10 @@ class SessionController(QObject):
             engine.deleteLater()
         self._pending_builds = 0
         self._set_state("paused")
+        if self._restarts > MAX_RESTARTS:  # it cannot even build: say so once, do not loop
+            self.build_failed.emit("Cannot start the session", "The session could not be started "
+                                   f"{self._restarts} times in a row; see the messages above.", BuildTag())
+            return
         self._start_engine()
         self.rebuild(self._config, "restarted after a failure", BuildTag(preset=self._preset))
 
@@ -171,6 +193,7 @@ class SessionController(QObject):
     @Slot(object)
     def _on_event(self, event: Any) -> None:
         if isinstance(event, Built):
+            self._restarts = 0
             self._pending_builds = max(0, self._pending_builds - 1)
             self.builds += 1
             tag = event.tag if isinstance(event.tag, BuildTag) else BuildTag()

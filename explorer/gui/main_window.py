@@ -45,7 +45,6 @@ from . import settings
 from .controller import BuildTag, SessionController
 from .controls import ControlPanel
 from .dialogs import GifChoice, GifDialog
-from .engine import ThreadEngine
 from .figure import Figure
 from .file_actions import FileActions
 from .menus import ActionSpec, build_actions, build_menus
@@ -63,8 +62,8 @@ class MainWindow(QMainWindow):
     """VAE Explorer's window. ``MainWindow(config)`` builds a Session (in its engine), paused.
 
     ``story=True`` opens the story instead: its first scene's config is built in place of ``config``,
-    with the caption shown above the figure. ``engine_factory``: where the session runs (tests may pass
-    a fake engine).
+    with the caption shown above the figure. ``engine_factory``: where the session runs (default: a
+    compute process, or a thread with ``VAE_EXPLORER_ENGINE=thread``; see gui/controller.py).
     """
 
     snapshot_shown = Signal(int)
@@ -75,7 +74,7 @@ class MainWindow(QMainWindow):
     gif_recorded = Signal(str)
 
     def __init__(self, config: Config, *, preset: str | None = None, hz: float = SNAPSHOT_HZ,
-                 engine_factory: Callable[..., Any] = ThreadEngine, story: bool = False,
+                 engine_factory: Callable[..., Any] | None = None, story: bool = False,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._presentation = False

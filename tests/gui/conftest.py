@@ -3,6 +3,13 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
+def thread_engine(monkeypatch):
+    """Window tests run the session on a thread of the test's process (fast to start, and a test may
+    patch the Session); test_process_engine.py runs the compute process itself."""
+    monkeypatch.setenv("VAE_EXPLORER_ENGINE", "thread")
+
+
+@pytest.fixture(autouse=True)
 def private_settings(tmp_path, monkeypatch):
     path = tmp_path / "settings.ini"
     monkeypatch.setenv("VAE_EXPLORER_SETTINGS", str(path))  # explorer.gui.settings.SETTINGS_ENV
