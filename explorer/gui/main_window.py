@@ -50,7 +50,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.cli import atomic_write, metrics_csv
+from explorer.core.files import atomic_write_text as atomic_write, metrics_csv
 from explorer.core import files
 from explorer.core.config import Config, config_from_dict, config_to_toml, load_preset
 from explorer.core.errors import ConfigError

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication
 
 from window_helpers import TINY, TINY_VIEW, tiny, wait_snapshot
 
-from explorer.cli import metrics_csv
+from explorer.core.files import metrics_csv
 from explorer.core import story
 from explorer.core.config import config_from_dict
 from explorer.core.session import Session
