@@ -22,7 +22,7 @@ import torch
 
 from benchmarks import Options, Row
 
-MODULES = ["benchmarks.bench_core", "benchmarks.bench_gui", "benchmarks.scaling"]
+MODULES = ["benchmarks.bench_core", "benchmarks.bench_gui", "benchmarks.bench_cli", "benchmarks.scaling"]
 
 
 def _fmt(v: float, unit: str) -> str:

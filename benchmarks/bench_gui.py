@@ -99,9 +99,18 @@ def private_settings() -> Iterator[None]:
 
 
 def close_widget(widget: Any) -> None:
+    """Close ``widget`` and delete it now, with everything it holds.
+
+    ``deleteLater`` alone waits for control to return to an event loop, and a benchmark closes its last
+    window outside any: ``processEvents`` does not run deferred deletes. The window then lived on until
+    the interpreter's teardown, which freed its graphics items in no particular order and crashed the
+    process after the table was printed (exit 139; pitfalls.md, "orphaned graphics items at exit")."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
     app = application()
     widget.close()
     widget.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     app.processEvents()
 
 

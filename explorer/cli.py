@@ -7,8 +7,6 @@ marked ``"interrupted": true``).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
 import os
@@ -22,6 +20,11 @@ from typing import Any, Callable, Sequence
 from .core.errors import ConfigError
 
 COMMANDS = ("gui", "run", "snr", "shot", "list")
+
+# The metrics the `run` table shows (names from snapshot.METRICS), with their column headers and formats.
+RUN_TABLE = {"log_px": ("log p(x)", ".3f"), "elbo": ("ELBO", ".3f"), "bound": ("L_K", ".3f"),
+             "kl_qp": ("KL(q‖p)", ".3f"), "kl_pq": ("KL(p‖q)", ".3f"), "ess_frac": ("ESS/K", ".2f"),
+             "snr_encoder": ("SNR φ", ".3g"), "snr_decoder": ("SNR θ", ".3g")}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,14 +136,6 @@ def _check_out_file(path: str, suffixes: tuple[str, ...], option: str = "--out")
     return out
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename: no partial file is ever left."""
-    from .core.files import atomic_write_bytes
-
-    data = text.encode("utf-8")
-    atomic_write_bytes(path, lambda f: f.write(data))
-
-
 def _json_safe(v: Any) -> Any:
     if isinstance(v, float):
         return v if math.isfinite(v) else None
@@ -149,21 +144,6 @@ def _json_safe(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return [_json_safe(x) for x in v]
     return v
-
-
-def metrics_csv(rows: list[dict[str, Any]]) -> str:
-    from .core.snapshot import METRICS
-
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["run", "step", *METRICS])
-    for row in rows:
-        cells = [row["run"], row["step"]]
-        for name in METRICS:
-            v = row.get(name)
-            cells.append("" if v is None or not math.isfinite(v) else repr(float(v)))
-        writer.writerow(cells)
-    return buf.getvalue()
 
 
 def _fmt(v: Any, spec: str = ".3f") -> str:
@@ -246,7 +226,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .core.files import atomic_write_text, metrics_csv
     from .core.session import Session
+    from .core.snapshot import METRICS
 
     cfg = _load_scene(args)
     out = _check_out_dir(args.out) if args.out else None
@@ -267,15 +249,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = session.summary(wall_s=wall)
     summary["interrupted"] = stop.signum is not None
     if out is not None:
-        atomic_write(out / "summary.json", json.dumps(_json_safe(summary), indent=2, ensure_ascii=False) + "\n")
-        atomic_write(out / "metrics.csv", metrics_csv(session.metric_rows()))
-    rows = []
-    for r in summary["runs"]:
-        f = r["final"]
-        rows.append([r["name"], _fmt(f["log_px"]), _fmt(f["elbo"]), _fmt(f["bound"]), _fmt(f["kl_qp"]),
-                     _fmt(f["kl_pq"]), _fmt(f["ess_frac"], ".2f"), _fmt(f["snr_encoder"], ".3g"),
-                     _fmt(f["snr_decoder"], ".3g"), "yes" if f["diverged"] else "no"])
-    print(_table(["run", "log p(x)", "ELBO", "L_K", "KL(q‖p)", "KL(p‖q)", "ESS/K", "SNR φ", "SNR θ", "diverged"], rows))
+        atomic_write_text(out / "summary.json", json.dumps(_json_safe(summary), indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(out / "metrics.csv", metrics_csv(session.metric_rows()))
+    columns = [name for name in METRICS if name in RUN_TABLE]
+    rows = [[r["name"], *(_fmt(r["final"][name], RUN_TABLE[name][1]) for name in columns),
+             "yes" if r["final"]["diverged"] else "no"] for r in summary["runs"]]
+    print(_table(["run", *(RUN_TABLE[name][0] for name in columns), "diverged"], rows))
     note = f"{session.step_count} steps in {wall:.1f} s ({summary['steps_per_s']:.0f} steps/s) on {summary['device']}"
     if stop.signum is not None:
         note += f"; interrupted by {signal.Signals(stop.signum).name}"
@@ -286,6 +265,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_snr(args: argparse.Namespace) -> int:
+    from .core.files import atomic_write_text
     from .core.objectives import OBJECTIVES
     from .core.session import resolve_device
     from .core.snr_sweep import snr_sweep
@@ -326,7 +306,7 @@ def cmd_snr(args: argparse.Namespace) -> int:
     print(f"\nlog-log slopes of SNR against K, fitted over the points above 2 × the estimation floor "
           f"0.8/√R = {floor:.3g} (R = {args.replicates}); {result['wall_s']:.1f} s on {device}")
     if json_path is not None:
-        atomic_write(json_path, json.dumps(_json_safe(result), indent=2) + "\n")
+        atomic_write_text(json_path, json.dumps(_json_safe(result), indent=2) + "\n")
     return 0
 
 

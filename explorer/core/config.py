@@ -8,15 +8,19 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Mapping
+
+import tomli_w
 
 from .errors import ConfigError
 from .models import ENCODERS
 from .objectives import OBJECTIVES
 from .problems import PROBLEMS, make_problem
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / "assets" / "presets"
+PRESET_PACKAGE = "explorer.assets"  # assets/ in the source tree, mapped into the package by pyproject.toml
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DECODERS = ("param", "mlp")
 MAX_RUNS = 8
@@ -257,7 +261,7 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
 
 
 # --------------------------------------------------------------------------- files, presets, overrides
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path | Traversable) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -270,21 +274,34 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: malformed TOML ({e})") from None
 
 
+def preset_dir() -> Traversable:
+    """The presets folder as package data (``explorer.assets/presets``): found alike in a wheel and in an
+    editable install, never through a path relative to the source tree (a wheel has none)."""
+    try:
+        return resources.files(PRESET_PACKAGE) / "presets"
+    except ModuleNotFoundError:
+        raise ConfigError(f"presets: the package data {PRESET_PACKAGE} is not installed "
+                          "(install the package: pip install -e . in a source tree)") from None
+
+
 def list_presets() -> list[dict[str, str]]:
     """[{name, title, description}] for assets/presets/*.toml, sorted by name."""
     out = []
-    for path in sorted(PRESET_DIR.glob("*.toml")):
+    for path in sorted(preset_dir().iterdir(), key=lambda p: p.name):
+        name = path.name.removesuffix(".toml")
+        if name == path.name or not path.is_file():
+            continue
         try:
             raw = _read_toml(path)
         except ConfigError:
             continue
-        out.append({"name": path.stem, "title": str(raw.get("title", path.stem)),
+        out.append({"name": name, "title": str(raw.get("title", name)),
                     "description": str(raw.get("description", ""))})
     return out
 
 
-def preset_path(name: str) -> Path:
-    path = PRESET_DIR / f"{name}.toml"
+def preset_path(name: str) -> Traversable:
+    path = preset_dir() / f"{name}.toml"
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not path.is_file():
         names = ", ".join(p["name"] for p in list_presets()) or "none"
         raise ConfigError(f"--preset: unknown preset {name!r} (available: {names})")
@@ -391,27 +408,8 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     }
 
 
-_TOML_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + "".join(_TOML_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c)
-                             for c in v) + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(e) for e in v) + "]"
-    raise TypeError(f"cannot write {v!r} as TOML")
-
-
 def config_to_toml(cfg: Config) -> str:
-    d = config_to_dict(cfg)
-    lines = [f"{k} = {_toml_value(d[k])}" for k in ("title", "description", "seed", "steps", "device")]
-    for table in ("problem", "train", "view"):
-        lines += ["", f"[{table}]"] + [f"{k} = {_toml_value(v)}" for k, v in d[table].items() if v is not None]
-    for run in d["runs"]:
-        lines += ["", "[[runs]]"] + [f"{k} = {_toml_value(v)}" for k, v in run.items()]
-    return "\n".join(lines) + "\n"
+    """The fully resolved config as a TOML document (written by tomli-w); reading it back with
+    ``config_from_dict(tomllib.loads(text))`` gives an equal Config (strings with control characters and
+    unicode included)."""
+    return tomli_w.dumps(config_to_dict(cfg))

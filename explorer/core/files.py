@@ -1,4 +1,5 @@
-"""Scene and session files. A scene is the config as TOML; a session (``.vaesession``) is the config plus
+"""Files: the one atomic writer that every file of the CLI and the GUI goes through, metrics.csv, and
+scene and session files. A scene is the config as TOML; a session (``.vaesession``) is the config plus
 every run's model and optimizer state, the step and the metric history, so re-opening it renders the
 same frame. Sessions load with ``torch.load(weights_only=True)``: no code runs from a file.
 """
@@ -8,10 +9,10 @@ import csv
 import io
 import math
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 import torch
 
@@ -23,35 +24,64 @@ from .snapshot import METRICS
 SESSION_FORMAT = 1
 
 
-def atomic_write_bytes(path: str | Path, write: Callable[[Any], None]) -> None:
-    """Write through ``write(fileobj)`` into a temporary file beside ``path``, then rename it."""
-    path = Path(path)
+class WriteError(ConfigError, OSError):
+    """A file that could not be written; ``str()`` is one line, ``cannot write PATH: reason``.
+
+    A ConfigError (bad user input: the CLI prints it and exits 2) and an OSError (what file dialogs and
+    other callers of the OS catch)."""
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp)`` to create a temporary file ``tmp`` beside ``path``, then rename it onto ``path``.
+
+    The one writer of files: a failed or interrupted write leaves neither a partial ``path`` nor the
+    temporary file. The writer creates ``tmp`` itself, so the file gets the usual permissions (the umask),
+    not mkstemp's 0600. Raises :class:`WriteError` naming the path and the reason; a ``WriteError`` that
+    ``write`` raises passes through unchanged.
+    """
+    target = Path(path)
+    folder = target.parent
+    if not folder.is_dir():
+        raise WriteError(f"cannot write {target}: folder {folder} does not exist")
+    if target.is_dir():
+        raise WriteError(f"cannot write {target}: it is a folder")
+    if not os.access(folder, os.W_OK):
+        raise WriteError(f"cannot write {target}: folder {folder} is not writable")
+    tmp = folder / f".{target.name}.{secrets.token_hex(4)}.tmp"
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot write here ({e.strerror or e})") from None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a saved file should honour the umask
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise ConfigError(f"{path}: cannot write it ({e.strerror or e})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        write(str(tmp))
+        os.replace(tmp, target)
+    except WriteError:
+        tmp.unlink(missing_ok=True)
         raise
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(f"cannot write {target}: {e.strerror or e}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_bytes(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """:func:`atomic_write` through ``write(fileobj)``, a binary file opened on the temporary file."""
+
+    def write_file(tmp: str) -> None:
+        with open(tmp, "xb") as f:
+            write(f)
+
+    return atomic_write(path, write_file)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write` of ``text`` as UTF-8."""
     data = text.encode("utf-8")
-    atomic_write_bytes(path, lambda f: f.write(data))
+    return atomic_write_bytes(path, lambda f: f.write(data))
 
 
 def metrics_csv(rows: list[dict[str, Any]]) -> str:
-    """metrics.csv: run, step and METRICS, one row per logged step and run (empty cells where unknown)."""
+    """metrics.csv: a header ``run, step, *METRICS`` and one line per row of ``Session.metric_rows()``;
+    a metric that is unknown or not finite is an empty cell, a value is written exactly (``repr``)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["run", "step", *METRICS])
@@ -64,13 +94,12 @@ def metrics_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def write_metrics_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    atomic_write_text(path, metrics_csv(rows))
+def write_metrics_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
+    return atomic_write_text(path, metrics_csv(rows))
 
 
 def save_scene(config: Config, path: str | Path) -> None:
-    text = config_to_toml(config).encode("utf-8")
-    atomic_write_bytes(path, lambda f: f.write(text))
+    atomic_write_text(path, config_to_toml(config))
 
 
 def open_scene(path: str | Path) -> Config:

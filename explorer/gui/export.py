@@ -10,7 +10,6 @@ takes care of that.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,52 +18,26 @@ import pyqtgraph as pg
 import pyqtgraph.exporters  # noqa: F401  (registers the exporters)
 from PySide6.QtGui import QImage
 
+from explorer.core import files
+from explorer.core.files import WriteError
+
 SUFFIXES = (".png", ".svg", ".gif")
 
 
-class ExportError(OSError):
-    """An export that could not be written; ``str()`` is one line naming the path and the reason."""
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or exc.__class__.__name__
+class ExportError(WriteError):
+    """An export that could not be written; ``str()`` is one line naming the path and the reason (an
+    OSError, like every :class:`~explorer.core.files.WriteError`)."""
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it onto ``path``."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise ExportError(f"cannot write {target}: folder {folder} does not exist")
-    if target.is_dir():
-        raise ExportError(f"cannot write {target}: it is a folder")
-    if not os.access(folder, os.W_OK):
-        raise ExportError(f"cannot write {target}: folder {folder} is not writable")
-    # not mkstemp: its 0600 mode would stick to the renamed file; a unique name created by the writer
-    # gets the usual permissions (umask)
-    tmp = str(folder / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it onto ``path``: the
+    core's one writer (:func:`explorer.core.files.atomic_write`), its failures raised as ExportError."""
     try:
-        write(tmp)
-        os.replace(tmp, target)
+        return files.atomic_write(path, write)
     except ExportError:
-        _unlink(tmp)
         raise
-    except OSError as e:
-        _unlink(tmp)
-        raise ExportError(f"cannot write {target}: {_reason(e)}") from None
-    except BaseException:
-        _unlink(tmp)
-        raise
-    return target
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+    except WriteError as e:
+        raise ExportError(str(e)) from None
 
 
 def exporter_source_width(target: object) -> float:

@@ -358,49 +358,55 @@ def test_snr_sweep_reproduces_the_paper(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- signals
 _WRAPPER = r"""
-import os, sys
+import sys
+import explorer.cli as cli
 import explorer.core.session as session_mod
-_step = session_mod.Session.step
+_step, _handle = session_mod.Session.step, cli._Interrupt._handle
+training = []
 def step(self, n=1):
-    if not os.path.exists(sys.argv[1]):
+    if not training:
+        training.append(self)
         open(sys.argv[1], "w").close()  # training has begun: the signal handlers are installed
     return _step(self, n)
+def handle(self, signum, frame):
+    with open(sys.argv[2], "w") as f:
+        f.write(str(training[0].step_count))  # the steps finished when the signal arrived
+    _handle(self, signum, frame)
 session_mod.Session.step = step
-from explorer.cli import main
-sys.exit(main(sys.argv[2:]))
+cli._Interrupt._handle = handle
+sys.exit(cli.main(sys.argv[3:]))
 """
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_signal_stops_a_run_cleanly(tmp_path, sig, code):
-    ready, out = tmp_path / "ready", tmp_path / "out"
+    """The signal is seen after the step it arrives in (at most one more step), the summary and the
+    metrics are written, marked interrupted, and nothing else is left in --out."""
+    ready, at_signal, out = tmp_path / "ready", tmp_path / "at_signal", tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     env.pop("VAE_EXPLORER_DEBUG", None)
     proc = subprocess.Popen(
-        [sys.executable, "-c", _WRAPPER, str(ready), "run", "--preset", "mode-seeking", "--steps", "1000000",
-         "--set", "view.grid=64", "--out", str(out)],
+        [sys.executable, "-c", _WRAPPER, str(ready), str(at_signal), "run", "--preset", "mode-seeking",
+         "--steps", "1000000", "--set", "view.grid=64", "--out", str(out)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
+        hung = time.monotonic() + 300  # a guard against a hang, not a speed limit
         while not ready.exists():
             assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the run never started training"
+            assert time.monotonic() < hung, "the run never started training"
             time.sleep(0.02)
         time.sleep(0.3)  # a few steps in
-        sent = time.monotonic()
         proc.send_signal(sig)
-        stdout, stderr = proc.communicate(timeout=20)
-        took = time.monotonic() - sent
+        stdout, stderr = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == code, stderr
-    assert took < 2.0, f"took {took:.2f} s to stop"
     assert "Traceback" not in stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True
-    assert 0 < summary["steps"] < 1_000_000
+    assert 0 < summary["steps"] <= int(at_signal.read_text()) + 1
     rows = list(csv.DictReader(io.StringIO((out / "metrics.csv").read_text())))
     assert rows and max(int(r["step"]) for r in rows) == summary["steps"]
     leftovers = [p.name for p in out.iterdir() if p.name.endswith(".tmp") or p.name.startswith(".")]

@@ -22,10 +22,11 @@ import pytest
 import torch
 
 from explorer import cli
-from explorer.core.config import PRESET_DIR, list_presets, load_preset
+from explorer.core.config import list_presets, load_preset
 from explorer.core.session import Session
 from explorer.core.story import STORY, StoryScene, story_config
 
+SOURCE_PRESETS = Path(__file__).resolve().parents[2] / "assets" / "presets"  # what the package ships
 PRESETS = ("mode-seeking", "snr-vs-k", "tighter-not-better", "dreg-fix", "ring", "funnel", "mixture")
 SEEDS = range(5)
 
@@ -37,7 +38,7 @@ PROBE_ROWS = [*FAST_VIEW, "view.log_every=20"]  # one metrics row per SNR probe 
 
 # --------------------------------------------------------------------------- fast
 def test_every_preset_file_is_listed():
-    names = {p.stem for p in PRESET_DIR.glob("*.toml")}
+    names = {p.stem for p in SOURCE_PRESETS.glob("*.toml")}
     assert names == set(PRESETS), "a preset was added or removed: give it a claim test here"
     assert {p["name"] for p in list_presets()} == set(PRESETS)
 
