@@ -35,6 +35,10 @@ from .session import RunFailure, Session
 SESSION_COMMANDS = ("step", "set_lr", "set_run", "set_observation", "reset", "reseed")
 #: requests: answered with a Reply carrying the request's id
 REQUESTS = ("metric_rows", "summary", "save_session", "write_metrics")
+#: background work (Session.background_work: fits and evaluations that run beside training) gets slices of
+#: this length, at most this fraction of the time spent training while training runs
+BACKGROUND_SLICE_S = 0.01
+BACKGROUND_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -238,8 +242,11 @@ class Player:
         period = 1.0 / self.hz if self.hz else 0.0
         last_yield = time.perf_counter()
         rate_t0, rate_steps = last_yield, self._steps()
+        trained = background = 0.0  # seconds spent on each while training runs
         while True:
-            changed, stop, events = self._drain(block=0.05 if self.paused or self.session is None else None)
+            idle = self.paused or self.session is None
+            busy = self.session is not None and self.session.background_pending()
+            changed, stop, events = self._drain(block=0.05 if idle and not busy else None)
             yield from events
             if stop:
                 return
@@ -256,11 +263,17 @@ class Player:
                 changed = True
                 yield Notice(f"Reached the scene's {session.step_count} steps; Start goes on", paused=True)
             if self.paused:
+                if busy:  # paused: background work gets the time, one slice between command checks
+                    changed |= self._background(session, BACKGROUND_SLICE_S)
                 if changed:
                     yield from self._snapshot_events()
                     last_yield = time.perf_counter()
                 rate_t0, rate_steps = time.perf_counter(), session.step_count
                 continue
+            if busy and background < BACKGROUND_FRACTION * trained:
+                t0 = time.perf_counter()
+                changed |= self._background(session, BACKGROUND_SLICE_S)
+                background += time.perf_counter() - t0
             t_step = time.perf_counter()
             try:
                 session.step(1)
@@ -269,6 +282,7 @@ class Player:
                 yield failure(e)
                 yield from self._snapshot_events()
                 continue
+            trained += time.perf_counter() - t_step
             if self.speed is not None:  # slow motion: hold each step to 1/speed seconds
                 delay = 1.0 / self.speed - (time.perf_counter() - t_step)
                 if delay > 0:
@@ -295,6 +309,14 @@ class Player:
                     rate_t0, rate_steps = now, session.step_count
                 yield from self._snapshot_events()
                 last_yield = time.perf_counter()
+
+    def _background(self, session: Session, seconds: float) -> bool:
+        """One slice of the session's background work; True when a result changed the view."""
+        try:
+            return session.background_work(seconds)
+        except Exception as e:  # noqa: BLE001 — a failed fit is reported in the snapshot, not raised
+            session.background_failed(e)
+            return True
 
     def _steps(self) -> int:
         return self.session.step_count if self.session is not None else 0

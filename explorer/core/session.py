@@ -138,6 +138,8 @@ class Session:
         self.runs = [self._make_run(i) for i in range(len(config.runs))]
         self.step_count = 0
         self.history = MetricHistory(r.cfg.name for r in self.runs)
+        self._jobs: list[Any] = []  # background work beside training (see background_work)
+        self._job_warning = ""
         self._train_seconds = 0.0
         self._view_cache: tuple[int, int, Snapshot] | None = None
         self._views_cache: tuple[tuple[int, int], tuple[RunView, ...]] | None = None
@@ -399,7 +401,7 @@ class Session:
         if self._view_cache is not None and self._view_cache[:2] == key:
             return self._view_cache[2]
         runs = self._views()
-        warnings = []
+        warnings = [self._job_warning] if self._job_warning else []
         for v in runs:
             warnings += [f"{v.name}: {w}" for w in v.warnings]
         history = self.history.arrays(v.name for v in runs)
@@ -413,6 +415,31 @@ class Session:
         )
         self._view_cache = (key[0], key[1], snap)
         return snap
+
+    # ------------------------------------------------------------------ background work
+    def background_pending(self) -> bool:
+        """Whether work beside training is waiting (fits and evaluations a view asked for)."""
+        return bool(self._jobs)
+
+    def background_work(self, seconds: float) -> bool:
+        """Work on the first waiting job for about ``seconds``; True when a job finished (the view changed).
+
+        A job is an object with ``work(seconds) -> bool`` (True when done). Whoever serves the session
+        calls this between training steps (core/player.py gives it a bounded share of the time); a script
+        can call it until ``background_pending()`` is False."""
+        if not self._jobs:
+            return False
+        if not self._jobs[0].work(seconds):
+            return False
+        self._jobs.pop(0)
+        self._version += 1
+        return True
+
+    def background_failed(self, error: BaseException) -> None:
+        """The first job raised: drop it and say so in the next snapshot's warnings."""
+        job = self._jobs.pop(0) if self._jobs else None
+        self._job_warning = f"{getattr(job, 'name', 'a background job')} failed: {error.__class__.__name__}: {error}"
+        self._version += 1
 
     # ------------------------------------------------------------------ results
     def metric_rows(self) -> list[dict[str, Any]]:

@@ -202,3 +202,48 @@ def test_snapshots_carry_the_play_state_and_rate():
     snaps = [e for e in played(player, max_steps=30) if isinstance(e, Snapshot)]
     assert snaps[0].paused and snaps[0].steps_per_s == 0.0
     assert not snaps[-1].paused and math.isfinite(snaps[-1].steps_per_s)
+
+
+class CountingJob:
+    name = "a counting job"
+
+    def __init__(self, slices: int, fail: bool = False) -> None:
+        self.left, self.fail = slices, fail
+
+    def work(self, seconds: float) -> bool:
+        if self.fail:
+            raise ArithmeticError("bad fit")
+        self.left -= 1
+        return self.left <= 0
+
+
+def test_background_work_runs_while_paused_and_its_result_shows():
+    session = Session(tiny())
+    session._jobs.append(CountingJob(3))
+    player = Player(session)
+    events = []
+    for event in player.serve():
+        events.append(event)
+        if not session.background_pending():
+            player.send("stop")
+    assert not session.background_pending()
+    assert len(steps_of(events)) >= 2 and session.step_count == 0  # a fresh snapshot after it finished
+
+
+def test_background_work_takes_a_bounded_share_while_training():
+    session = Session(tiny())
+    session._jobs.append(CountingJob(10**9))  # never finishes
+    player = Player(session)
+    player.send("resume")
+    played(player, max_steps=40)
+    assert session.step_count == 40 and session.background_pending()
+
+
+def test_a_failing_background_job_is_dropped_and_reported():
+    session = Session(tiny())
+    session._jobs.append(CountingJob(1, fail=True))
+    player = Player(session)
+    for event in player.serve():
+        if not session.background_pending():
+            player.send("stop")
+    assert any("a counting job failed: ArithmeticError: bad fit" in w for w in session.snapshot().warnings)
