@@ -24,12 +24,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .budget import check_session
 from .config import Config, ConfigError, RunConfig, TrainConfig, config_from_dict, config_to_dict, default_run_name
 from .diagnostics import ess_frac, gradient_snr, snr_floor
 from .grid import Grid, PosteriorGrid, grid_stats, make_grid, posterior_grid
 from .models import Encoder, make_encoder
 from .objectives import OBJECTIVES, compute_losses, draw, log_mean_exp, normalised_weights
 from .problems import Decoder, Problem, make_problem
+from .sanity import assess_run
 from .snapshot import METRICS, ModeView, RunView, Snapshot
 
 # purposes of the derived seeds
@@ -193,6 +195,7 @@ class Session:
 
     # ------------------------------------------------------------------ construction / reset
     def _build(self, config: Config) -> None:
+        check_session(config, str(self.device))  # refuse what would exhaust memory or hang, naming the key
         self.config = config
         self.problem: Problem = make_problem(config.problem.name, dict(config.problem.options))
         if self.problem.z_dim != 2:
@@ -612,6 +615,7 @@ class Session:
         out["diverged_step"] = self.runs[run].diverged_step
         out.update({name: view.metrics.get(name) for name in METRICS if name not in out})
         out["modes"] = [{"center": list(md.center), "p_mass": md.p_mass, "q_mass": md.q_mass} for md in view.modes]
+        out["suspect"] = assess_run(out, {m: s.array() for m, s in self._history.get(view.name, {}).items()})
         return out
 
     def summary(self, wall_s: float | None = None) -> dict[str, Any]:
@@ -647,8 +651,11 @@ class Session:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: str | None = None) -> "Session":
+        from .files import check_session_state  # a saved state is checked against its model before any use
+
         state = copy.deepcopy(state)
         session = cls(config_from_dict(state["config"]), device=device)
+        check_session_state(state, session)
         session.step_count = int(state["step"])
         session.observation = int(state["observation"])
         for run, saved in zip(session.runs, state["runs"]):
