@@ -243,15 +243,15 @@ def _train_and_report(cfg: Any, folder: RunFolder | None) -> int:
     wall = time.perf_counter() - t0
     with signals.deferred():  # from here on every output is written whole, whatever arrives
         interrupted_in = phase if signals.signum is not None else None
-        summary = _run_summary(cfg, session, wall, interrupted_in, signals.name or None)
+        summary = _run_summary(cfg, session, wall)
         files = [("metrics.csv", metrics_csv(session.metric_rows()).encode() if session is not None else b"")]
         summary["outputs"] = {name: file_digest(data) for name, data in files}
+        _mark_interrupted(summary, signals, interrupted_in or "writing the outputs")
         files.append(("summary.json", _json_bytes(summary)))
         _print_run_table(summary, session, wall)
         if folder is not None:
             folder.write(files)
-            if signals.signum is not None and summary["interrupted"] is False:  # it landed while writing
-                summary.update(interrupted=True, interrupted_by=signals.name, interrupted_in="writing the outputs")
+            if _mark_interrupted(summary, signals, "writing the outputs"):  # it landed during the write
                 folder.replace("summary.json", _json_bytes(summary))
             print(f"wrote {folder.path / 'summary.json'} and {folder.path / 'metrics.csv'}")
     if signals.signum is not None:
@@ -259,8 +259,7 @@ def _train_and_report(cfg: Any, folder: RunFolder | None) -> int:
     return signals.exit_code
 
 
-def _run_summary(cfg: Any, session: Any, wall: float, interrupted_in: str | None,
-                 interrupted_by: str | None) -> dict[str, Any]:
+def _run_summary(cfg: Any, session: Any, wall: float) -> dict[str, Any]:
     from .core.config import config_to_dict
 
     if session is None:  # stopped before the session existed: the config, and no runs
@@ -270,10 +269,16 @@ def _run_summary(cfg: Any, session: Any, wall: float, interrupted_in: str | None
         if session.metric_rows()[-1]["step"] != session.step_count:
             session._record_metrics()  # the final state always has a row
         summary = session.summary(wall_s=wall)
-    summary["interrupted"] = interrupted_in is not None
-    summary["interrupted_by"] = interrupted_by if interrupted_in is not None else None
-    summary["interrupted_in"] = interrupted_in
+    summary.update(interrupted=False, interrupted_by=None, interrupted_in=None)
     return summary
+
+
+def _mark_interrupted(summary: dict[str, Any], signals: Signals, during: str) -> bool:
+    """Mark the summary interrupted if a signal has arrived and it is not marked yet; True if it changed."""
+    if signals.signum is None or summary["interrupted"]:
+        return False
+    summary.update(interrupted=True, interrupted_by=signals.name, interrupted_in=during)
+    return True
 
 
 def _json_bytes(summary: dict[str, Any]) -> bytes:

@@ -45,16 +45,17 @@ GPU_SPEEDUP = 10.0
 F32, F64 = 4, 8
 N_COUPLINGS = 6  # models.FlowEncoder's default
 SLOW_UNITS = 4.0  # an SNR probe, or the views, may take this many step limits (they run every N steps)
-DEFAULT_MAX_HOURS = 24.0  # a batch command (`snr`, `shot`) may be estimated to run this long
+DEFAULT_MAX_HOURS = 1.0  # a batch command (`snr`, `shot`) may be estimated to run this long (the paper's
+#                          sweep takes ~20 s)
 
 # ---- memory: floats (4 bytes) per particle / grid point / parameter, fitted to VmHWM measured in fresh
 # processes (docs/robustness.md has the table; benchmarks/budget_calibration.py measures it)
 C_BASE = 46.0  # any particle: ε, z, log q, log p, log w and what the backward pass keeps of them
-C_DIAG = 4.0  # an extra pass of a diagonal Gaussian encoder (DReG/STL's stopped log q, RWS's log q(sg(z)))
+C_DIAG = 12.0  # an extra pass of a diagonal Gaussian encoder (DReG/STL's stopped log q, RWS's log q(sg(z)))
 C_FULL = 4.0  # per pass of the full-covariance encoder (its expanded Cholesky factors)
 C_FLOW_W, C_FLOW_0 = 4.0, 35.0  # per coupling and pass of the flow: C_FLOW_W · width + C_FLOW_0
 STOPPED_PASS = 0.3  # DReG/STL's stopped pass of the flow, relative to a full pass (RWS's is a full one)
-C_FUNNEL, C_MIX = 16.0, 15.0  # the prior: funnel / per mixture component (N(0, I) is in C_BASE)
+C_FUNNEL, C_MIX = 16.0, 17.0  # the prior: funnel / per mixture component (N(0, I) is in C_BASE)
 C_MLP = 5.0  # per hidden unit of an MLP decoder
 C_XPASS = 4.0  # the encoder's pass over the batch x, per hidden unit and observation
 C_PARAM = 5.0  # per parameter: itself, its gradient, two Adam moments, the fused step's temporaries
@@ -222,9 +223,10 @@ class Part:
     name: str
     bytes: float
     seconds: float
-    keys: tuple[tuple[str, Any], ...]  # (config key, value), the likeliest culprit first
+    keys: tuple[tuple[str, Any], ...]  # (config key, value) driving its memory, the likeliest culprit first
     formula: str
     resident: bool = False
+    time_keys: tuple[tuple[str, Any], ...] = ()  # the same for its time, when they differ
 
 
 @dataclass(frozen=True)
@@ -332,16 +334,17 @@ class _RunShape:
             return 0.0, 0.0
         return C_XPASS * sum(self.hidden) * self.batch, mlp_macs(self.x_dim, self.hidden, 4) * self.batch
 
-    def drivers(self) -> tuple[tuple[str, Any], ...]:
-        """Keys of this run's particle count and size, ordered by how far each is above its default."""
+    def drivers(self, params_first: bool = False) -> tuple[tuple[str, Any], ...]:
+        """Keys of this run's particle count and size, ordered by how far each is above its default (the
+        hidden widths first when the parameters, not the particles, dominate)."""
         from .objectives import OBJECTIVES
 
         keys: list[tuple[str, Any, float]] = [(f"runs[{self.index}].k", self.k, self.k / 64)]
         if OBJECTIVES[self.objective].uses_m():
             keys.append((f"runs[{self.index}].m", self.m, self.m / 8))
         keys.append((self.batch_key, self.batch, self.batch / 64))
-        if self.encoder == "flow" or self.mlp_decoder:
-            keys.append((self.hidden_key, list(self.hidden), sum(self.hidden) / 128))
+        if self.encoder == "flow" or self.mlp_decoder or params_first:
+            keys.append((self.hidden_key, list(self.hidden), math.inf if params_first else sum(self.hidden) / 128))
         if self.prior == "mixture":
             keys.append(("problem.weights", f"<{self.components} components>", self.components / 5))
         keys.sort(key=lambda t: -t[2])
@@ -410,9 +413,11 @@ def _step_part(s: _RunShape) -> Part:
     floats, seconds = s.particle()
     xf, xmacs = s.x_pass()
     _, trainable = s.params()
+    param_time = 3 * TAU_MAC * xmacs + TAU_ADAM * trainable
     return Part(f"the training step of runs[{s.index}]", F32 * (s.particles * floats + xf),
-                T_RUN.get(s.encoder, 1e-3) + s.particles * seconds + 3 * TAU_MAC * xmacs + TAU_ADAM * trainable,
-                s.drivers(), "K·M·batch × the particle's activations")
+                T_RUN.get(s.encoder, 1e-3) + s.particles * seconds + param_time,
+                s.drivers(xf > s.particles * floats), "K·M·batch × the particle's activations",
+                time_keys=s.drivers(param_time > s.particles * seconds))
 
 
 def _probe_part(s: _RunShape, replicates: int, allowance: float) -> Part:
@@ -423,9 +428,12 @@ def _probe_part(s: _RunShape, replicates: int, allowance: float) -> Part:
     eps = F32 * replicates * s.particles * s.z_dim
     eps = eps if eps <= allowance / 4 else F32 * chunk * s.particles * s.z_dim
     work = s.particles * seconds * PROBE_TIME + TAU_ADAM * C_PGRAD * trainable
+    # R drives its time; its memory only while a chunk holds several replicates
+    drivers = s.drivers(C_PGRAD * trainable > s.particles * floats)
+    r_key = (("view.snr_replicates", replicates),)
     return Part(f"the SNR probe of runs[{s.index}]", chunk * per_rep + eps + F64 * 4 * trainable,
-                T_PROBE + replicates * work, (("view.snr_replicates", replicates), *s.drivers()),
-                "R × K·M·batch × the particle's activations")
+                T_PROBE + replicates * work, (*(r_key if chunk > 1 else ()), *drivers),
+                "R × K·M·batch × the particle's activations", time_keys=(*r_key, *drivers))
 
 
 def _view_part(s: _RunShape, grid: int, samples: int) -> Part:
@@ -442,14 +450,14 @@ def _view_part(s: _RunShape, grid: int, samples: int) -> Part:
     total, _ = s.params()
     mem = F32 * points * (C_GRID + max(enc_f, dec_f)) + F64 * points * C_NP + F32 * extra * (C_GRID + enc_f)
     secs = T_VIEW + points * (TAU_GRID + enc_t + dec_t) + extra * (TAU_GRID + enc_t) + TAU_VIEW_PARAM * total
-    keys: list[tuple[str, Any]] = [("view.grid", grid)]
+    scored: list[tuple[float, str, Any]] = [(points / 200**2, "view.grid", grid)]  # against the defaults
     if s.prior == "mixture":
-        keys.append(("problem.weights", f"<{s.components} components>"))
-    if extra > points:
-        keys.insert(0, ("view.samples", samples) if samples >= s.m * s.k else (f"runs[{s.index}].k", s.k))
+        scored.append((s.components / 5, "problem.weights", f"<{s.components} components>"))
     if flow or s.mlp_decoder:
-        keys.append((s.hidden_key, list(s.hidden)))
-    return Part(f"the views of runs[{s.index}]", mem, secs, tuple(keys), "grid² points × the model's activations")
+        scored.append((sum(s.hidden) / 128, s.hidden_key, list(s.hidden)))
+    scored += [(samples / 500, "view.samples", samples), (s.m * s.k / 64, f"runs[{s.index}].k", s.k)]
+    keys = tuple((key, value) for _, key, value in sorted(scored, key=lambda t: -t[0]))
+    return Part(f"the views of runs[{s.index}]", mem, secs, keys, "grid² points × the model's activations")
 
 
 def estimate_session(config: Config, device: str | None = None, budget: int | None = None) -> Estimate:
@@ -501,22 +509,28 @@ def check_session(config: Config, device: str | None = None) -> Estimate:
         if seconds > unit_limit:
             raise BudgetError(_message(config, part, fits, f"{unit} would take ~{fmt_seconds(seconds)} ({part.name}: "
                                        f"{part.formula}), the limit is {fmt_seconds(unit_limit)} "
-                                       f"(VAE_EXPLORER_STEP_SECONDS = {limit:g} s per step sets it)"))
+                                       f"(VAE_EXPLORER_STEP_SECONDS = {limit:g} s per step sets it)", timed=True))
     return est
 
 
-def _message(config: Config, part: Part, fits: Callable[[Config], bool], what: str) -> str:
-    key, value = part.keys[0]
-    shown = f"[{value[0]}] × {len(value)}" if isinstance(value, list) and len(value) > 4 else value
-    line = f"{key} = {shown}: {what}"
-    try:
-        best = _admissible(config, key, fits)
-    except KeyError:  # a key without a numeric maximum (none so far)
-        return line
-    if best is None:
-        return line + f"; no value of {key} fits with the rest of this config"
-    unit = {"hidden": " wide (every layer)", "weights": " components"}.get(_canonical(key).split(".")[-1], "")
-    return line + f"; {key} ≤ {best}{unit} fits"
+def _message(config: Config, part: Part, fits: Callable[[Config], bool], what: str, timed: bool = False) -> str:
+    """One line: the first of the part's keys that, lowered alone, makes the config fit (else the first key),
+    its value, what the config needs and has, and the largest value that fits."""
+    keys = (part.time_keys or part.keys) if timed else part.keys
+    for key, value in keys:
+        try:
+            best = _admissible(config, key, fits)
+        except KeyError:  # a key without a numeric maximum
+            continue
+        if best is not None:
+            unit = {"hidden": " wide (every layer)", "weights": " components"}.get(_canonical(key).split(".")[-1], "")
+            return f"{_shown(key, value)}: {what}; {key} ≤ {best}{unit} fits"
+    key, value = keys[0]
+    return f"{_shown(key, value)}: {what}; no value of {key} alone fits with the rest of this config"
+
+
+def _shown(key: str, value: Any) -> str:
+    return f"{key} = {f'[{value[0]}] × {len(value)}' if isinstance(value, list) and len(value) > 4 else value}"
 
 
 # --------------------------------------------------------------------------- the largest admissible value
