@@ -34,6 +34,23 @@ def six_gb(monkeypatch):
     monkeypatch.delenv("VAE_EXPLORER_MAX_HOURS", raising=False)
 
 
+@pytest.fixture
+def never_built(monkeypatch):
+    """Refusals must come before anything big exists: building a session, running a sweep or a shot fails
+    the test here instead (so a broken budget cannot make the test suite exhaust the machine's memory)."""
+    import types
+
+    import explorer.core.session as session_mod
+    import explorer.core.snr_sweep as sweep_mod
+
+    def built(*args, **kwargs):
+        raise AssertionError("built although over the budget")
+
+    monkeypatch.setattr(session_mod, "make_grid", built)
+    monkeypatch.setattr(sweep_mod, "snr_sweep", built)
+    monkeypatch.setitem(sys.modules, "explorer.gui.shot", types.SimpleNamespace(render_shot=built))
+
+
 def _bad_input(capsys, argv):
     code = main(argv)
     out, err = capsys.readouterr()
@@ -133,7 +150,7 @@ def test_max_admissible_none_when_nothing_fits_and_refuses_unknown_keys(six_gb):
     (["runs.1.objective=dreg", "runs.1.k=2000", "view.snr_replicates=256"], "view.snr_replicates"),
     (["runs.1.k=200000", "view.snr_every=0"], "runs[1].k"),
 ])
-def test_the_issues_configs_exit_2_naming_the_key_and_what_fits(six_gb, capsys, sets, key):
+def test_the_issues_configs_exit_2_naming_the_key_and_what_fits(six_gb, never_built, capsys, sets, key):
     preset = sets[0][1:] if sets[0].startswith("@") else "mode-seeking"
     argv = ["run", "--preset", preset, "--steps", "1"]
     for s in sets:
@@ -154,14 +171,14 @@ def test_the_issues_configs_exit_2_naming_the_key_and_what_fits(six_gb, capsys, 
     (["shot", "--preset", "mode-seeking", "--steps", "10", "--out", "{tmp}/x.png", "--width", "16384",
       "--set", "runs.1.k=6000"], "--width"),
 ])
-def test_other_commands_are_guarded_too(monkeypatch, capsys, tmp_path, argv, flag):
+def test_other_commands_are_guarded_too(monkeypatch, never_built, capsys, tmp_path, argv, flag):
     monkeypatch.setenv("VAE_EXPLORER_MEMORY_BUDGET", "3GB")
     line = _bad_input(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv])
     assert line.startswith(f"error: {flag} = "), line
     assert not list(tmp_path.iterdir())
 
 
-def test_a_session_over_the_budget_is_refused_before_it_is_built(six_gb):
+def test_a_session_over_the_budget_is_refused_before_it_is_built(six_gb, never_built):
     cfg = load_preset("mode-seeking")
     from explorer.core.session import Session
 
