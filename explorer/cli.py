@@ -248,7 +248,7 @@ def _train_and_report(cfg: Any, folder: RunFolder | None) -> int:
         summary["outputs"] = {name: file_digest(data) for name, data in files}
         _mark_interrupted(summary, signals, interrupted_in or "writing the outputs")
         files.append(("summary.json", _json_bytes(summary)))
-        _print_run_table(summary, session, wall)
+        _print_run_table(summary, wall)
         if folder is not None:
             folder.write(files)
             if _mark_interrupted(summary, signals, "writing the outputs"):  # it landed during the write
@@ -285,7 +285,7 @@ def _json_bytes(summary: dict[str, Any]) -> bytes:
     return (json.dumps(_json_safe(summary), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _print_run_table(summary: dict[str, Any], session: Any, wall: float) -> None:
+def _print_run_table(summary: dict[str, Any], wall: float) -> None:
     rows, suspects = [], []
     for r in summary["runs"]:
         f = r["final"]

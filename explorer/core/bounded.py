@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 import zipfile
 from pathlib import Path
 from typing import BinaryIO
@@ -21,6 +22,7 @@ SESSION_MAX_BYTES = 4 << 30
 SESSION_MAX_INFLATED = 4 << 30
 SESSION_MAX_PICKLE = 64 << 20
 SESSION_MAX_ENTRIES = 100_000
+CENTRAL_DIRECTORY_MAX = 16 << 20  # bytes of the archive's table of contents (parsed before anything else)
 
 
 def _kind(mode: int) -> str:
@@ -80,6 +82,10 @@ def check_session_archive(f: BinaryIO, path: str | Path, inflated_limit: int = S
     or members whose declared sizes add up to more than ``inflated_limit`` (torch's reader allocates the
     declared size and refuses data that inflates beyond it). Returns the total inflated size.
     """
+    entries, directory = _central_directory(f)
+    if entries > SESSION_MAX_ENTRIES or directory > CENTRAL_DIRECTORY_MAX:
+        raise ConfigError(f"{path}: the session archive lists {entries:,} members in {directory:,} bytes "
+                          f"(limits {SESSION_MAX_ENTRIES:,} and {CENTRAL_DIRECTORY_MAX:,})")
     try:
         with zipfile.ZipFile(f) as archive:
             members = archive.infolist()
@@ -99,3 +105,28 @@ def check_session_archive(f: BinaryIO, path: str | Path, inflated_limit: int = S
         raise ConfigError(f"{path}: the session file inflates to {total:,} bytes, more than the limit of "
                           f"{inflated_limit:,}")
     return total
+
+
+def _central_directory(f: BinaryIO) -> tuple[int, int]:
+    """(number of members, bytes) of a zip's central directory, read from its end records alone, so that a
+    table of contents crafted to list millions of members is refused before zipfile builds it. (0, 0) when
+    there is no end record (zipfile then refuses the file)."""
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    tail_start = max(0, size - (1 << 16) - 22)
+    f.seek(tail_start)
+    tail = f.read()
+    f.seek(0)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) < at + 22:
+        return 0, 0
+    entries, directory = struct.unpack("<HI", tail[at + 10:at + 16])
+    locator = at - 20
+    if (entries == 0xFFFF or directory == 0xFFFFFFFF) and locator >= 0 and tail[locator:locator + 4] == b"PK\x06\x07":
+        (record,) = struct.unpack("<Q", tail[locator + 8:locator + 16])
+        f.seek(record)
+        zip64 = f.read(56)
+        f.seek(0)
+        if len(zip64) == 56 and zip64[:4] == b"PK\x06\x06":
+            entries, directory = struct.unpack("<QQ", zip64[32:48])
+    return entries, directory

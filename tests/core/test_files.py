@@ -174,3 +174,16 @@ def test_validate_session_file_turns_a_failing_dry_step_into_a_config_error(save
     monkeypatch.setattr(Session, "step", broken)
     with pytest.raises(ConfigError, match="cannot be shown or trained.*boom"):
         validate_session_file(saved[0])
+
+
+def test_a_table_of_contents_listing_millions_of_members_is_refused_before_it_is_parsed(tmp_path, saved):
+    import struct
+
+    data = bytearray(saved[0].read_bytes())
+    at = data.rfind(b"PK\x05\x06")
+    data[at + 8:at + 12] = struct.pack("<HH", 0xFFFF - 1, 0xFFFF - 1)  # 65534 members claimed...
+    data[at + 12:at + 16] = struct.pack("<I", 400 << 20)  # ...in a 400 MB directory
+    path = tmp_path / "toc.vaesession"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="lists 65,534 members in 419,430,400 bytes"):
+        open_session(path)
