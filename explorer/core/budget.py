@@ -51,6 +51,12 @@ DEFAULT_MAX_HOURS = 1.0  # a batch command (`snr`, `shot`) may be estimated to r
 # ---- memory: floats (4 bytes) per particle / grid point / parameter, fitted to VmHWM measured in fresh
 # processes (docs/robustness.md has the table; benchmarks/budget_calibration.py measures it)
 C_BASE = 46.0  # any particle: ε, z, log q, log p, log w and what the backward pass keeps of them
+# Tensors of 32 MiB and more are mapped and unmapped one by one (glibc's largest mmap threshold); smaller
+# ones come from the heap, which keeps what was freed: measured, a particle of a Gaussian run keeps 39-46
+# floats at 1-4 M particles and 17 at 13-63 M, a flow's 1870 at 32 k particles and 1310 at 0.5 M.
+LARGE_TENSOR = 32 << 20
+C_BASE_LARGE = 22.0  # C_BASE once a particle's one-float tensors are LARGE_TENSOR or more
+LARGE_FACTOR = 0.8  # the rest of a particle's floats, for the tensors that are that large
 C_DIAG = 12.0  # an extra pass of a diagonal Gaussian encoder (DReG/STL's stopped log q, RWS's log q(sg(z)))
 C_FULL = 4.0  # per pass of the full-covariance encoder (its expanded Cholesky factors)
 C_FLOW_W, C_FLOW_0 = 3.8, 90.0  # per coupling and pass of the flow: C_FLOW_W · width + C_FLOW_0
@@ -291,12 +297,13 @@ class _RunShape:
     def width(self) -> int:
         return self.hidden[-1] if self.hidden else 64
 
-    def particle(self) -> tuple[float, float]:
-        """(floats kept, seconds) per particle of a training step."""
+    def particle(self, n: int = 1) -> tuple[float, float]:
+        """(floats kept, seconds) per particle of a training step of ``n`` particles."""
         stopped, rws = self.objective in ("dreg", "stl"), self.objective == "rws"
+        large = lambda width: LARGE_FACTOR if F32 * n * width >= LARGE_TENSOR else 1.0  # noqa: E731
         if self.encoder == "flow":
             w = self.width()
-            enc_f = N_COUPLINGS * (C_FLOW_W * w + C_FLOW_0) * (1 + STOPPED_PASS * stopped + rws)
+            enc_f = N_COUPLINGS * (C_FLOW_W * w + C_FLOW_0) * (1 + STOPPED_PASS * stopped + rws) * large(w)
             macs = N_COUPLINGS * ((1 + w) * w + 2 * w)
             enc_t = (N_COUPLINGS * w * TAU_FLOW_W + 3 * TAU_MAC * macs) * FLOW_PASS_TIME.get(self.objective, 1.0)
         else:
@@ -305,12 +312,14 @@ class _RunShape:
             if self.encoder == "full-gaussian":
                 enc_f += C_FULL * (1 + stopped + rws)
                 enc_t += TAU_FULL * (1 + stopped + rws) * PASS_TIME.get(self.objective, 1.0)
-        dec_f = {"mixture": C_MIX * self.components, "funnel": C_FUNNEL}.get(self.prior, 0.0)
+        dec_f = C_MIX * self.components * large(self.components) if self.prior == "mixture" else \
+            C_FUNNEL * (self.prior == "funnel")
         dec_t = TAU_COMP * self.components
         if self.mlp_decoder:
-            dec_f += C_MLP * sum(self.hidden)
+            dec_f += C_MLP * sum(self.hidden) * large(max(self.hidden))
             dec_t += 3 * TAU_MAC * mlp_macs(self.z_dim, self.hidden, self.x_dim)
-        return C_BASE + enc_f + dec_f, enc_t + dec_t
+        base = C_BASE_LARGE if large(1) < 1 else C_BASE
+        return base + enc_f + dec_f, enc_t + dec_t
 
     def params(self) -> tuple[int, int]:
         """(all parameters and buffers, trainable parameters) of this run's encoder and decoder."""
@@ -410,7 +419,7 @@ def probe_particle_cost(decoder: Any, encoder: Any, objective: str) -> tuple[flo
 
 
 def _step_part(s: _RunShape) -> Part:
-    floats, seconds = s.particle()
+    floats, seconds = s.particle(s.particles)
     xf, xmacs = s.x_pass()
     _, trainable = s.params()
     param_time = 3 * TAU_MAC * xmacs + TAU_ADAM * trainable
@@ -421,7 +430,7 @@ def _step_part(s: _RunShape) -> Part:
 
 
 def _probe_part(s: _RunShape, replicates: int, allowance: float) -> Part:
-    floats, seconds = s.particle()
+    floats, seconds = s.particle(s.particles)  # per replicate: a conservative size class for a chunk
     _, trainable = s.params()
     per_rep = probe_replicate_bytes(s.particles, floats, trainable)
     chunk = probe_chunk(per_rep, replicates, allowance, s.particles)
