@@ -88,4 +88,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The GUI rows leave Qt objects that crashed the interpreter's teardown (exit 139, issue 18): every row
+    # has finished and printed, so flush and skip the teardown, as main.py does.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

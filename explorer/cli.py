@@ -1,8 +1,9 @@
 """Command line: ``python main.py [gui|run|snr|shot|list] ...`` (also the console script ``vae-explorer``).
 
-Exit codes: 0 success; 2 bad input (one line on stderr naming the key or value, no traceback); 1 a
-failure at run time; 130 / 143 a headless run stopped by Ctrl+C / SIGTERM (its summary is still written,
-marked ``"interrupted": true``).
+Exit codes: 0 success; 2 bad input (one line on stderr naming the key or value, no traceback), a request
+over the resource budget included; 1 a failure at run time (a full disk included); 130 / 143 / 129 a
+command stopped by SIGINT (Ctrl+C) / SIGTERM / SIGHUP at any moment, with one line on stderr (`run` still
+writes its outputs, the summary marked ``"interrupted": true``). See cli_runtime.py for how.
 """
 from __future__ import annotations
 
@@ -10,18 +11,18 @@ import argparse
 import json
 import math
 import os
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .cli_runtime import Interrupted, OutputError, RunFolder, Signals, file_digest
 from .core.errors import ConfigError
 
 COMMANDS = ("gui", "run", "snr", "shot", "list")
 
-# The metrics the `run` table shows (names from snapshot.METRICS), with their column headers and formats.
+
+# the columns of the `run` table: metric names from snapshot.METRICS, each with its heading and format
 RUN_TABLE = {"log_px": ("log p(x)", ".3f"), "elbo": ("ELBO", ".3f"), "bound": ("L_K", ".3f"),
              "kl_qp": ("KL(q‖p)", ".3f"), "kl_pq": ("KL(p‖q)", ".3f"), "ess_frac": ("ESS/K", ".2f"),
              "snr_encoder": ("SNR φ", ".3g"), "snr_decoder": ("SNR θ", ".3g")}
@@ -109,19 +110,6 @@ def _load_scene(args: argparse.Namespace, default_preset: str | None = None) -> 
     return config_from_dict(apply_overrides(raw, extra))
 
 
-def _check_out_dir(path: str) -> Path:
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out: {path!r} exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
-    except OSError as e:
-        raise ConfigError(f"--out: cannot write to {path!r} ({e.strerror or e})") from None
-    return out
-
-
 def _check_out_file(path: str, suffixes: tuple[str, ...], option: str = "--out") -> Path:
     out = Path(path)
     if out.suffix.lower() not in suffixes:
@@ -164,30 +152,6 @@ def _progress(total: int, desc: str) -> Any:
     return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
-class _Interrupt:
-    """Turns SIGINT / SIGTERM into a flag the training loop checks between steps."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "_Interrupt":
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.signum is None else 128 + self.signum
-
-
 # --------------------------------------------------------------------------- commands
 def cmd_list(args: argparse.Namespace) -> int:
     from .core.config import list_presets
@@ -226,46 +190,108 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .core.files import atomic_write_text, metrics_csv
-    from .core.session import Session
-    from .core.snapshot import METRICS
+    from .core.budget import check_session
 
     cfg = _load_scene(args)
-    out = _check_out_dir(args.out) if args.out else None
-    session = Session(cfg)
-    steps = cfg.steps
-    bar = _progress(steps, "training")
+    check_session(cfg)  # over the budget: exit 2 before anything is claimed or built
+    folder = RunFolder.claim(args.out) if args.out else None
+    try:
+        return _train_and_report(cfg, folder)
+    finally:
+        if folder is not None:
+            folder.release()
+
+
+def _train_and_report(cfg: Any, folder: RunFolder | None) -> int:
+    from .core.files import metrics_csv
+    from .core.session import Session
+
+    signals, session, phase = SIGNALS, None, "start-up"
     t0 = time.perf_counter()
-    with _Interrupt() as stop:
-        while session.step_count < steps and stop.signum is None:  # Ctrl+C is seen after every step
-            session.step(1)
-            if bar is not None:
-                bar.update(1)
+    bar = _progress(cfg.steps, "training")
+    try:
+        session = Session(cfg)  # a signal here abandons the build (Interrupted)
+        phase = "training"
+        with signals.deferred():  # a signal here ends the loop after the current step
+            while session.step_count < cfg.steps and signals.signum is None:
+                session.step(1)
+                if bar is not None:
+                    bar.update(1)
+    except Interrupted:
+        pass
+    finally:
+        if bar is not None:
+            bar.close()
     wall = time.perf_counter() - t0
-    if bar is not None:
-        bar.close()
-    if session.metric_rows()[-1]["step"] != session.step_count:
-        session._record_metrics()  # the final state always has a row
-    summary = session.summary(wall_s=wall)
-    summary["interrupted"] = stop.signum is not None
-    if out is not None:
-        atomic_write_text(out / "summary.json", json.dumps(_json_safe(summary), indent=2, ensure_ascii=False) + "\n")
-        atomic_write_text(out / "metrics.csv", metrics_csv(session.metric_rows()))
+    with signals.deferred():  # from here on every output is written whole, whatever arrives
+        interrupted_in = phase if signals.signum is not None else None
+        summary = _run_summary(cfg, session, wall)
+        files = [("metrics.csv", metrics_csv(session.metric_rows()).encode() if session is not None else b"")]
+        summary["outputs"] = {name: file_digest(data) for name, data in files}
+        _mark_interrupted(summary, signals, interrupted_in or "writing the outputs")
+        files.append(("summary.json", _json_bytes(summary)))
+        _print_run_table(summary, wall)
+        if folder is not None:
+            folder.write(files)
+            if _mark_interrupted(summary, signals, "writing the outputs"):  # it landed during the write
+                folder.replace("summary.json", _json_bytes(summary))
+            print(f"wrote {folder.path / 'summary.json'} and {folder.path / 'metrics.csv'}")
+    if signals.signum is not None:
+        print(f"interrupted by {signals.name} during {summary['interrupted_in']}", file=sys.stderr)
+    return signals.exit_code
+
+
+def _run_summary(cfg: Any, session: Any, wall: float) -> dict[str, Any]:
+    from .core.config import config_to_dict
+
+    if session is None:  # stopped before the session existed: the config, and no runs
+        summary = {"config": config_to_dict(cfg), "seed": cfg.seed, "device": cfg.device, "steps": 0,
+                   "wall_s": wall, "steps_per_s": 0.0, "runs": []}
+    else:
+        if session.metric_rows()[-1]["step"] != session.step_count:
+            session._record_metrics()  # the final state always has a row
+        summary = session.summary(wall_s=wall)
+    summary.update(interrupted=False, interrupted_by=None, interrupted_in=None)
+    return summary
+
+
+def _mark_interrupted(summary: dict[str, Any], signals: Signals, during: str) -> bool:
+    """Mark the summary interrupted if a signal has arrived and it is not marked yet; True if it changed."""
+    if signals.signum is None or summary["interrupted"]:
+        return False
+    summary.update(interrupted=True, interrupted_by=signals.name, interrupted_in=during)
+    return True
+
+
+def _json_bytes(summary: dict[str, Any]) -> bytes:
+    return (json.dumps(_json_safe(summary), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _print_run_table(summary: dict[str, Any], wall: float) -> None:
+    from .core.snapshot import METRICS
+
     columns = [name for name in METRICS if name in RUN_TABLE]
-    rows = [[r["name"], *(_fmt(r["final"][name], RUN_TABLE[name][1]) for name in columns),
-             "yes" if r["final"]["diverged"] else "no"] for r in summary["runs"]]
-    print(_table(["run", *(RUN_TABLE[name][0] for name in columns), "diverged"], rows))
-    note = f"{session.step_count} steps in {wall:.1f} s ({summary['steps_per_s']:.0f} steps/s) on {summary['device']}"
-    if stop.signum is not None:
-        note += f"; interrupted by {signal.Signals(stop.signum).name}"
-    if out is not None:
-        note += f"; wrote {out / 'summary.json'} and {out / 'metrics.csv'}"
+    rows, suspects = [], []
+    for r in summary["runs"]:
+        f = r["final"]
+        flag = " *" if f.get("suspect") else ""
+        rows.append([r["name"] + flag, *(_fmt(f.get(name), RUN_TABLE[name][1]) for name in columns),
+                     "yes" if f["diverged"] else "no"])
+        if f.get("suspect"):
+            suspects.append(f"* {r['name']}: suspect: {f['suspect']}")
+    if rows:
+        print(_table(["run", *(RUN_TABLE[name][0] for name in columns), "diverged"], rows))
+    for line in suspects:
+        print(line)
+    steps = summary["steps"]
+    note = f"{steps} steps in {wall:.1f} s ({summary['steps_per_s']:.0f} steps/s) on {summary['device']}"
+    if summary["interrupted"]:
+        note += f"; interrupted by {summary['interrupted_by']} during {summary['interrupted_in']}"
     print(note)
-    return stop.exit_code
 
 
 def cmd_snr(args: argparse.Namespace) -> int:
-    from .core.files import atomic_write_text
+    from .core.budget import check_snr
     from .core.objectives import OBJECTIVES
     from .core.session import resolve_device
     from .core.snr_sweep import snr_sweep
@@ -289,6 +315,8 @@ def cmd_snr(args: argparse.Namespace) -> int:
         raise ConfigError(f"--alpha: must be a finite number other than 1, got {args.alpha}")
     json_path = _check_out_file(args.json, (".json",), "--json") if args.json else None
     device = str(resolve_device(args.device))
+    check_snr(args.dim, [(e, m if OBJECTIVES[e].uses_m() else 1, k) for e in estimators
+                         for m in (ms if OBJECTIVES[e].uses_m() else [1]) for k in ks], args.replicates, device)
     n_points = sum(len(ms) if OBJECTIVES[e].uses_m() else 1 for e in estimators) * len(ks)
     bar = _progress(n_points, "snr sweep")
     result = snr_sweep(args.dim, estimators, ks, ms, args.replicates, args.perturb, args.seed, args.beta,
@@ -306,11 +334,25 @@ def cmd_snr(args: argparse.Namespace) -> int:
     print(f"\nlog-log slopes of SNR against K, fitted over the points above 2 × the estimation floor "
           f"0.8/√R = {floor:.3g} (R = {args.replicates}); {result['wall_s']:.1f} s on {device}")
     if json_path is not None:
-        atomic_write_text(json_path, json.dumps(_json_safe(result), indent=2) + "\n")
-    return 0
+        with SIGNALS.deferred():
+            _write_file(json_path, (json.dumps(_json_safe(result), indent=2) + "\n").encode("utf-8"))
+    return SIGNALS.exit_code
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write ``path`` through core's one atomic writer; a failure now (the path was checked before the
+    work, so a full disk) is a failure at run time: OutputError, exit 1, nothing left behind."""
+    from .core.files import WriteError, atomic_write_bytes
+
+    try:
+        atomic_write_bytes(path, lambda f: f.write(data))
+    except WriteError as e:
+        raise OutputError(str(e)) from None
 
 
 def cmd_shot(args: argparse.Namespace) -> int:
+    from .core.budget import check_shot
+
     cfg = _load_scene(args)
     out = _check_out_file(args.out, (".png", ".svg", ".gif"))
     if args.width is not None and not 64 <= args.width <= 16384:
@@ -322,19 +364,38 @@ def cmd_shot(args: argparse.Namespace) -> int:
     steps = cfg.steps if args.steps is None else args.steps
     if steps < 0:
         raise ConfigError(f"--steps: must be >= 0, got {steps}")
+    gif = out.suffix.lower() == ".gif"
+    every = args.every if args.every is not None else max(1, round(steps / max(args.frames - 1, 1)))
+    check_shot(cfg, steps if not gif else args.frames * every, args.frames if gif else 1, args.width,
+               out.suffix.lower(), args.panel is not None)
     from .gui.shot import render_shot
 
     kwargs: dict[str, Any] = {}
     if args.panel:
         kwargs["panel"] = args.panel
-    if out.suffix.lower() == ".gif":
+    if gif:
         kwargs["frames"] = args.frames
         kwargs["every"] = args.every
-    return render_shot(cfg, steps, str(out), args.width, **kwargs)
+    # render to a private name, renamed onto the target only if no signal arrived: Qt may swallow the
+    # exception a signal raises inside one of its callbacks, and the latch still knows
+    private = out.with_name(f".{out.stem}.{os.getpid()}.shot{out.suffix}")
+    try:
+        render_shot(cfg, steps, str(private), args.width, **kwargs)
+        with SIGNALS.deferred():
+            if SIGNALS.signum is None:
+                os.replace(private, out)
+    finally:
+        private.unlink(missing_ok=True)
+        for leftover in private.parent.glob(f".{private.name}.*.part"):  # the exporter's own temporary files
+            leftover.unlink(missing_ok=True)
+    if SIGNALS.signum is not None:
+        raise Interrupted(SIGNALS.signum)
+    return 0
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
     cfg = _load_scene(args, default_preset="mode-seeking")
+    SIGNALS.restore()  # the window handles Ctrl+C itself; SIGTERM and SIGHUP end it as they always did
     from .gui.app import run_gui
 
     kwargs = {"story": True} if getattr(args, "story", False) else {}
@@ -346,34 +407,48 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-def set_threads() -> None:
-    """Tiny models are dispatch-bound: one intra-op thread is fastest, and several spin against the GUI
-    thread and each other on a busy machine (7–15× slower measured here). VAE_EXPLORER_THREADS=N overrides."""
-    import torch
 
-    text = os.environ.get("VAE_EXPLORER_THREADS", "1") or "1"
-    if not text.isdigit() or int(text) < 1:
-        raise ConfigError(f"VAE_EXPLORER_THREADS: expected a positive integer, got {text!r}")
-    torch.set_num_threads(int(text))
+
+
+SIGNALS = Signals()  # the latch of the command running now (main installs it)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global SIGNALS
+    with Signals() as SIGNALS:  # first of all: a signal from here on is one line and 128 + its number
+        try:
+            return _main(argv)
+        except Interrupted as e:
+            print(f"interrupted by {e.name}", file=sys.stderr)
+            return 128 + e.signum
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS + ("-h", "--help"):
         argv = ["gui", *argv]  # `python main.py [--preset NAME]` opens the window
     try:
         args = build_parser().parse_args(argv)
         if args.command != "list":
+            from .core.threads import set_threads
+
             set_threads()
         return HANDLERS[args.command](args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the window's own Ctrl+C handling, or a handler that is not ours
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("error: out of memory (the estimate of budget.py was too low for this config; "
+              "VAE_EXPLORER_MEMORY_BUDGET lowers the budget)", file=sys.stderr)
+        return 1
     except Exception as e:  # a failure at run time: one line, and the traceback only on request
         if os.environ.get("VAE_EXPLORER_DEBUG"):
             raise

@@ -15,7 +15,8 @@ from typing import Any, Mapping
 
 import tomli_w
 
-from .errors import ConfigError
+from .bounded import CONFIG_MAX_BYTES, read_regular
+from .errors import ConfigError, show
 from .models import ENCODERS
 from .objectives import OBJECTIVES
 from .problems import PROBLEMS, make_problem
@@ -24,6 +25,19 @@ PRESET_PACKAGE = "explorer.assets"  # assets/ in the source tree, mapped into th
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DECODERS = ("param", "mlp")
 MAX_RUNS = 8
+# validated ranges of the integer keys (the budget and the window's controls read them too)
+LIMITS: dict[str, tuple[int, int]] = {
+    "seed": (0, 2**63 - 1), "steps": (0, 10**9),
+    "problem.n_data": (1, 1_000_000),
+    "train.batch_size": (1, 100_000), "train.hidden": (1, 4096),
+    "runs.k": (1, 1_000_000), "runs.m": (1, 100_000),
+    "view.grid": (16, 1000), "view.samples": (0, 100_000), "view.snr_every": (0, 10**9),
+    "view.snr_replicates": (2, 100_000), "view.log_every": (1, 10**9),
+}
+MAX_DEPTH = 32  # hidden layers
+MAX_LR = 1e6
+MAX_ALPHA = 1e3  # |α| of the Rényi bound
+MAX_CHARS = {"title": 300, "description": 20_000, "name": 100}
 
 
 @dataclass(frozen=True)
@@ -90,49 +104,68 @@ class Config:
 # --------------------------------------------------------------------------- validation helpers
 def _int(v: Any, key: str, lo: int | None = None, hi: int | None = None) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(f"{key}: expected an integer, got {v!r}")
+        raise ConfigError(f"{key}: expected an integer, got {show(v)}")
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
-        raise ConfigError(f"{key}: must be {rng}, got {v!r}")
+        raise ConfigError(f"{key}: must be {rng}, got {show(v)}")
     return v
 
 
-def _float(v: Any, key: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ConfigError(f"{key}: expected a finite number, got {v!r}")
-    return float(v)
+def _limited(v: Any, key: str, limit: str | None = None) -> int:
+    """An integer key checked against its range in LIMITS (``limit`` names the entry when ``key`` is a run's)."""
+    lo, hi = LIMITS[limit or key]
+    return _int(v, key, lo, hi)
 
 
-def _str(v: Any, key: str, choices: tuple[str, ...] | None = None) -> str:
+def _float(v: Any, key: str, lo: float | None = None, hi: float | None = None) -> float:
+    """A finite number (an integer too, however large, if it fits a float), optionally in [lo, hi]."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(f"{key}: expected a number, got {show(v)}")
+    try:
+        f = float(v)
+    except OverflowError:  # an integer beyond the float range
+        f = math.inf
+    if not math.isfinite(f):
+        raise ConfigError(f"{key}: expected a finite number, got {show(v)}")
+    if (lo is not None and f < lo) or (hi is not None and f > hi):
+        raise ConfigError(f"{key}: must be in [{lo:g}, {hi:g}], got {show(v)}")
+    return f
+
+
+def _str(v: Any, key: str, choices: tuple[str, ...] | None = None, max_chars: int | None = None) -> str:
     if not isinstance(v, str):
-        raise ConfigError(f"{key}: expected a string, got {v!r}")
+        raise ConfigError(f"{key}: expected a string, got {show(v)}")
     if choices is not None and v not in choices:
-        raise ConfigError(f"{key}: unknown value {v!r} (choose from {', '.join(choices)})")
+        raise ConfigError(f"{key}: unknown value {show(v)} (choose from {', '.join(choices)})")
+    if max_chars is not None and len(v) > max_chars:
+        raise ConfigError(f"{key}: at most {max_chars:,} characters, got {len(v):,}")
     return v
 
 
 def _bool(v: Any, key: str) -> bool:
     if not isinstance(v, bool):
-        raise ConfigError(f"{key}: expected true or false, got {v!r}")
+        raise ConfigError(f"{key}: expected true or false, got {show(v)}")
     return v
 
 
 def _hidden(v: Any, key: str) -> tuple[int, ...]:
     if not isinstance(v, (list, tuple)) or not v:
-        raise ConfigError(f"{key}: expected a non-empty list of layer widths, got {v!r}")
-    return tuple(_int(h, key, 1, 4096) for h in v)
+        raise ConfigError(f"{key}: expected a non-empty list of layer widths, got {show(v)}")
+    if len(v) > MAX_DEPTH:
+        raise ConfigError(f"{key}: at most {MAX_DEPTH} hidden layers, got {len(v)}")
+    return tuple(_limited(h, key, "train.hidden") for h in v)
 
 
 def _table(v: Any, key: str) -> dict[str, Any]:
     if not isinstance(v, Mapping):
-        raise ConfigError(f"{key}: expected a table, got {v!r}")
+        raise ConfigError(f"{key}: expected a table, got {show(v)}")
     return dict(v)
 
 
 def _reject_unknown(table: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
     for k in table:
         if k not in allowed:
-            raise ConfigError(f"{prefix}{k}: unknown key (allowed: {', '.join(sorted(allowed))})")
+            raise ConfigError(f"{prefix}{show(k)[1:-1]}: unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
 def _fields(cls: type) -> set[str]:
@@ -157,11 +190,11 @@ def default_run_name(run: RunConfig) -> str:
 def _train(t: Mapping[str, Any], prefix: str, partial: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "batch_size" in t:
-        out["batch_size"] = _int(t["batch_size"], f"{prefix}batch_size", 1, 100_000)
+        out["batch_size"] = _limited(t["batch_size"], f"{prefix}batch_size", "train.batch_size")
     if "lr" in t:
-        lr = _float(t["lr"], f"{prefix}lr")
+        lr = _float(t["lr"], f"{prefix}lr", 0.0, MAX_LR)
         if lr <= 0:
-            raise ConfigError(f"{prefix}lr: must be > 0, got {t['lr']!r}")
+            raise ConfigError(f"{prefix}lr: must be > 0, got {show(t['lr'])}")
         out["lr"] = lr
     if "encoder" in t:
         out["encoder"] = _str(t["encoder"], f"{prefix}encoder", tuple(ENCODERS))
@@ -176,20 +209,17 @@ def _run(r: Any, i: int) -> RunConfig:
     _reject_unknown(r, _fields(RunConfig), prefix)
     objective = _str(r.get("objective", "vae"), prefix + "objective", tuple(OBJECTIVES))
     kw: dict[str, Any] = {"objective": objective}
-    kw["k"] = _int(r.get("k", 1), prefix + "k", 1, 1_000_000)
-    kw["m"] = _int(r.get("m", 1), prefix + "m", 1, 100_000)
-    beta = _float(r.get("beta", 0.5), prefix + "beta")
-    if not 0.0 <= beta <= 1.0:
-        raise ConfigError(f"{prefix}beta: must be in [0, 1], got {r['beta']!r}")
-    kw["beta"] = beta
-    alpha = _float(r.get("alpha", 0.5), prefix + "alpha")
+    kw["k"] = _limited(r.get("k", 1), prefix + "k", "runs.k")
+    kw["m"] = _limited(r.get("m", 1), prefix + "m", "runs.m")
+    kw["beta"] = _float(r.get("beta", 0.5), prefix + "beta", 0.0, 1.0)
+    alpha = _float(r.get("alpha", 0.5), prefix + "alpha", -MAX_ALPHA, MAX_ALPHA)
     if alpha == 1.0:
         raise ConfigError(f"{prefix}alpha: must not be 1 (the Rényi bound is the ELBO's limit there; use vae)")
     kw["alpha"] = alpha
     kw.update(_train(r, prefix, partial=True))
     run = RunConfig(**kw)
     name = r.get("name", "")
-    name = _str(name, prefix + "name").strip()
+    name = _str(name, prefix + "name", max_chars=MAX_CHARS["name"]).strip()
     return dataclasses.replace(run, name=name or default_run_name(run))
 
 
@@ -199,13 +229,13 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
     _reject_unknown(d, _fields(Config), "")
     top: dict[str, Any] = {}
     if "title" in d:
-        top["title"] = _str(d["title"], "title")
+        top["title"] = _str(d["title"], "title", max_chars=MAX_CHARS["title"])
     if "description" in d:
-        top["description"] = _str(d["description"], "description")
+        top["description"] = _str(d["description"], "description", max_chars=MAX_CHARS["description"])
     if "seed" in d:
-        top["seed"] = _int(d["seed"], "seed", 0, 2**63 - 1)
+        top["seed"] = _limited(d["seed"], "seed")
     if "steps" in d:
-        top["steps"] = _int(d["steps"], "steps", 0, 10**9)
+        top["steps"] = _limited(d["steps"], "steps")
     if "device" in d:
         top["device"] = _str(d["device"], "device", DEVICES)
 
@@ -214,10 +244,10 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
     fixed = _fields(ProblemConfig) - {"options"}
     options = {k: v for k, v in p.items() if k not in fixed}
     problem = make_problem(name, options)  # validates the options, naming the bad one
-    n_data = _int(p.get("n_data", ProblemConfig.n_data), "problem.n_data", 1, 1_000_000)
+    n_data = _limited(p.get("n_data", ProblemConfig.n_data), "problem.n_data")
     observation = _int(p.get("observation", 0), "problem.observation", 0)
     if observation >= n_data:
-        raise ConfigError(f"problem.observation: index {observation} is outside the data (n_data = {n_data})")
+        raise ConfigError(f"problem.observation: index {show(observation)} is outside the data (n_data = {n_data})")
     pc = ProblemConfig(
         name=name,
         learn_decoder=_bool(p.get("learn_decoder", False), "problem.learn_decoder"),
@@ -234,16 +264,16 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
     v = _table(d.get("view", {}), "view")
     _reject_unknown(v, _fields(ViewConfig), "view.")
     view = ViewConfig(
-        grid=_int(v.get("grid", ViewConfig.grid), "view.grid", 16, 1000),
-        samples=_int(v.get("samples", ViewConfig.samples), "view.samples", 0, 100_000),
-        snr_every=_int(v.get("snr_every", ViewConfig.snr_every), "view.snr_every", 0),
-        snr_replicates=_int(v.get("snr_replicates", ViewConfig.snr_replicates), "view.snr_replicates", 2, 100_000),
-        log_every=_int(v.get("log_every", ViewConfig.log_every), "view.log_every", 1),
+        grid=_limited(v.get("grid", ViewConfig.grid), "view.grid"),
+        samples=_limited(v.get("samples", ViewConfig.samples), "view.samples"),
+        snr_every=_limited(v.get("snr_every", ViewConfig.snr_every), "view.snr_every"),
+        snr_replicates=_limited(v.get("snr_replicates", ViewConfig.snr_replicates), "view.snr_replicates"),
+        log_every=_limited(v.get("log_every", ViewConfig.log_every), "view.log_every"),
     )
 
     raw_runs = d.get("runs", [{}])
     if not isinstance(raw_runs, list) or not raw_runs:
-        raise ConfigError(f"runs: expected a non-empty list of [[runs]] tables, got {raw_runs!r}")
+        raise ConfigError(f"runs: expected a non-empty list of [[runs]] tables, got {show(raw_runs)}")
     if len(raw_runs) > MAX_RUNS:
         raise ConfigError(f"runs: at most {MAX_RUNS} runs, got {len(raw_runs)}")
     runs = [_run(r, i) for i, r in enumerate(raw_runs)]
@@ -262,16 +292,28 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
 
 # --------------------------------------------------------------------------- files, presets, overrides
 def _read_toml(path: Path | Traversable) -> dict[str, Any]:
+    """A config file: a regular file of at most CONFIG_MAX_BYTES (bounded.py), parsed as TOML. A preset
+    (package data, possibly inside a wheel's zip) is read through importlib.resources instead."""
+    data = read_regular(path, CONFIG_MAX_BYTES, "config file") if isinstance(path, (str, Path)) else path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read it ({e.__class__.__name__}: {e})") from None
+        return _parse_toml(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: cannot read it (not UTF-8 text: {e.reason} at byte {e.start})") from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _parse_toml(text: str) -> dict[str, Any]:
+    """tomllib, with its non-TOML failures (an integer over Python's 4300-digit limit, arrays nested deeper
+    than the interpreter's recursion limit) turned into ConfigError too."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: malformed TOML ({e})") from None
+        raise ConfigError(f"malformed TOML ({e})") from None
+    except ValueError as e:  # int(...) of a huge integer
+        raise ConfigError(f"a value is too large ({str(e).split(';')[0]})") from None
+    except RecursionError:
+        raise ConfigError("a value is nested too deeply") from None
 
 
 def preset_dir() -> Traversable:
@@ -311,9 +353,11 @@ def preset_path(name: str) -> Traversable:
 def parse_value(text: str) -> Any:
     """A --set value: TOML syntax (numbers, true/false, [lists], "strings"), else a bare string."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
+        return _parse_toml(f"v = {text}")["v"]
+    except ConfigError as e:
+        if str(e).startswith("malformed TOML"):
+            return text
+        raise
 
 
 def apply_overrides(raw: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
@@ -321,12 +365,12 @@ def apply_overrides(raw: dict[str, Any], assignments: list[str]) -> dict[str, An
     raw = _deep_copy(raw)
     for item in assignments:
         if "=" not in item:
-            raise ConfigError(f"--set: expected KEY=VALUE, got {item!r}")
+            raise ConfigError(f"--set: expected KEY=VALUE, got {show(item)}")
         key, value = item.split("=", 1)
         key = re.sub(r"\[(\d+)\]", r".\1", key.strip())
         parts = [p for p in key.split(".") if p]
         if not parts:
-            raise ConfigError(f"--set: empty key in {item!r}")
+            raise ConfigError(f"--set: empty key in {show(item)}")
         node: Any = raw
         for j, part in enumerate(parts[:-1]):
             path = ".".join(parts[: j + 1])
@@ -339,7 +383,7 @@ def apply_overrides(raw: dict[str, Any], assignments: list[str]) -> dict[str, An
                     elif part in ("problem", "train", "view"):
                         node[part] = {}
                     else:
-                        raise ConfigError(f"--set {key}: unknown key {path!r}")
+                        raise ConfigError(f"--set {key}: unknown key {show(path)}")
                 node = node[part]
         last = parts[-1]
         if isinstance(node, list):
@@ -347,13 +391,16 @@ def apply_overrides(raw: dict[str, Any], assignments: list[str]) -> dict[str, An
             raise ConfigError(f"--set {key}: name a key inside the run, e.g. runs.0.k=8")
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: {'.'.join(parts[:-1])!r} is not a table")
-        node[last] = parse_value(value.strip())
+        try:
+            node[last] = parse_value(value.strip())
+        except ConfigError as e:
+            raise ConfigError(f"--set {key}: {e}") from None
     return raw
 
 
 def _list_item(node: list, part: str, path: str) -> Any:
     if not part.isdigit():
-        raise ConfigError(f"--set {path}: expected a run index, got {part!r}")
+        raise ConfigError(f"--set {path}: expected a run index, got {show(part)}")
     i = int(part)
     if i == len(node) and i < MAX_RUNS:  # naming the next index adds a run
         node.append({})

@@ -5,6 +5,10 @@ estimates with independent noise; per scalar parameter SNR_i = |mean_i| / std_i 
 mean over parameters with non-zero variance, and the median. The replicates are one ``torch.func.vmap``
 over the noise of a ``vjp``: one forward pass, one backward pass per parameter group.
 An SNR estimated from R replicates cannot be told from zero below ≈ 0.8/√R (the estimation floor).
+
+Memory: the probe never holds all R replicates' gradients at once. It runs chunks of replicates sized to
+the memory budget (budget.probe_chunk) and merges each chunk's per-parameter mean and squared deviations
+into running float64 sums (Chan et al.'s parallel update), so its peak is one chunk whatever R is.
 """
 from __future__ import annotations
 
@@ -41,19 +45,58 @@ class SNRResult:
     encoder_median: float
     decoder_mean: float  # nan when θ is frozen
     decoder_median: float
+    replicates: int = 0  # R actually used (fewer than asked only under a time limit)
+    chunk: int = 0  # replicates per vectorised chunk (memory)
+
+    @property
+    def floor(self) -> float:
+        return snr_floor(self.replicates) if self.replicates else float("nan")
+
+
+class ReplicateMoments:
+    """Per-parameter count, mean, sum of squared deviations and max |g| of replicate gradients, merged
+    chunk by chunk in float64 (Chan, Golub & LeVeque's parallel update: no catastrophic cancellation)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = self.m2 = self.amax = torch.zeros(0, dtype=torch.float64)
+
+    def add(self, grads: Tensor) -> None:
+        """grads: [c, P] replicate gradients of one chunk."""
+        g = grads.detach().double()
+        c = g.shape[0]
+        if c == 0:
+            return
+        mean = g.mean(0)
+        m2 = ((g - mean) ** 2).sum(0)
+        amax = g.abs().amax(0) if g.shape[1] else torch.zeros(0, dtype=torch.float64, device=g.device)
+        if self.n == 0:
+            self.mean, self.m2, self.amax = mean, m2, amax
+        else:
+            n = self.n + c
+            delta = mean - self.mean
+            self.mean = self.mean + delta * (c / n)
+            self.m2 = self.m2 + m2 + delta**2 * (self.n * c / n)
+            self.amax = torch.maximum(self.amax, amax)
+        self.n += c
+
+    def summary(self) -> tuple[float, float]:
+        """(mean, median) of |mean|/std (ddof 1) over parameters with std > 0."""
+        if self.n < 2 or self.mean.numel() == 0:
+            return float("nan"), float("nan")
+        std = torch.sqrt(self.m2 / (self.n - 1))
+        keep = std > 1e-12 * (self.amax + 1e-30)
+        if not bool(keep.any()):
+            return float("nan"), float("nan")
+        snr = self.mean[keep].abs() / std[keep]
+        return float(snr.mean()), float(torch.quantile(snr, 0.5))  # the midpoint median for even counts
 
 
 def summarise_snr(grads: Tensor) -> tuple[float, float]:
     """grads: [R, P] replicate gradients → (mean, median) of |mean|/std over parameters with std > 0."""
-    if grads.numel() == 0 or grads.shape[1] == 0:
-        return float("nan"), float("nan")
-    g = grads.double()
-    std = g.std(0, unbiased=True)
-    keep = std > 1e-12 * (g.abs().amax(0) + 1e-30)
-    if not bool(keep.any()):
-        return float("nan"), float("nan")
-    snr = g.mean(0)[keep].abs() / std[keep]
-    return float(snr.mean()), float(torch.quantile(snr, 0.5))  # the midpoint median for even counts
+    moments = ReplicateMoments()
+    moments.add(grads)
+    return moments.summary()
 
 
 def _split(module: torch.nn.Module, trainable_only: bool) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -121,15 +164,41 @@ def replicate_gradients_loop(decoder: Decoder, encoder: Encoder, objective: str,
 
 def gradient_snr(decoder: Decoder, encoder: Encoder, objective: str, x: Tensor, k: int, m: int,
                  replicates: int, generator: torch.Generator, beta: float = 0.5, alpha: float = 0.5,
-                 max_particles: int = 1 << 21) -> SNRResult:
-    """The SNR probe: R replicates of both groups' gradients on minibatch x, vectorised."""
+                 max_particles: int = 1 << 21, max_bytes: float | None = None,
+                 max_seconds: float | None = None) -> SNRResult:
+    """The SNR probe: R replicates of both groups' gradients on minibatch x, vectorised in chunks.
+
+    A chunk holds as many replicates as fit ``max_bytes`` (default: budget.PROBE_SHARE of the memory budget
+    now) and ``max_particles``; at least one. With ``max_seconds``, R is lowered (not below 2) so that the
+    estimated time fits, and the result says which R was used. The noise is drawn in one piece when it is
+    small (so chunking never changes the numbers), else chunk by chunk.
+    """
+    from . import budget
+
     m_eff = m if OBJECTIVES[objective].uses_m() else 1
-    shape = (replicates, m_eff, k, x.shape[0], encoder.z_dim)
-    eps = torch.randn(shape, generator=generator, device=generator.device, dtype=x.dtype)
     per_replicate = m_eff * k * x.shape[0]
-    chunk = max(1, min(replicates, max_particles // per_replicate))
-    g_theta, g_phi = replicate_gradients(decoder, encoder, objective, x, eps, beta, alpha,
-                                         chunk_size=None if chunk >= replicates else chunk)
-    enc = summarise_snr(g_phi)
-    dec = summarise_snr(g_theta)
-    return SNRResult(enc[0], enc[1], dec[0], dec[1])
+    floats, per_rep_seconds = budget.probe_particle_cost(decoder, encoder, objective)
+    trainable = sum(p.numel() for p in decoder.parameters() if p.requires_grad) + \
+        sum(p.numel() for p in encoder.parameters())
+    per_rep_bytes = budget.probe_replicate_bytes(per_replicate, floats, trainable)
+    allowance = budget.PROBE_SHARE * budget.memory_budget().bytes if max_bytes is None else max_bytes
+    if max_seconds is not None:
+        fits = int((max_seconds - budget.T_PROBE) / max(per_replicate * per_rep_seconds, 1e-12))
+        replicates = max(2, min(replicates, fits))
+    chunk = budget.probe_chunk(per_rep_bytes, replicates, allowance, per_replicate, max_particles)
+    shape = (m_eff, k, x.shape[0], encoder.z_dim)
+    whole = replicates * per_replicate * encoder.z_dim * x.element_size() <= allowance / 4
+    eps_all = torch.randn((replicates, *shape), generator=generator, device=generator.device, dtype=x.dtype) \
+        if whole else None
+    theta_moments, phi_moments = ReplicateMoments(), ReplicateMoments()
+    for start in range(0, replicates, chunk):
+        n = min(chunk, replicates - start)
+        eps = eps_all[start:start + n] if eps_all is not None else \
+            torch.randn((n, *shape), generator=generator, device=generator.device, dtype=x.dtype)
+        g_theta, g_phi = replicate_gradients(decoder, encoder, objective, x, eps, beta, alpha)
+        theta_moments.add(g_theta)
+        phi_moments.add(g_phi)
+        del g_theta, g_phi, eps
+    enc = phi_moments.summary()
+    dec = theta_moments.summary()
+    return SNRResult(enc[0], enc[1], dec[0], dec[1], replicates, chunk)

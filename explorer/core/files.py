@@ -2,6 +2,13 @@
 scene and session files. A scene is the config as TOML; a session (``.vaesession``) is the config plus
 every run's model and optimizer state, the step and the metric history, so re-opening it renders the
 same frame. Sessions load with ``torch.load(weights_only=True)``: no code runs from a file.
+
+A session file is untrusted input. Before anything uses it, it must be a regular file under the limits
+of ``bounded.py``, its archive's declared sizes must fit them (checked before anything is inflated), and
+every part of its state must match the model its config describes (:func:`check_session_state`): each
+parameter's and optimizer moment's shape and dtype, the optimizer's settings, the step, the observation,
+the histories. :func:`validate_session_file` adds a dry snapshot and a dry step, for a caller (the window)
+that must not replace a running session with one that then fails.
 """
 from __future__ import annotations
 
@@ -16,9 +23,11 @@ from typing import Any, BinaryIO, Callable
 
 import torch
 
+from .bounded import SESSION_MAX_BYTES, SESSION_MAX_INFLATED, check_session_archive, open_regular
 from .config import Config, config_to_toml, load_config
-from .errors import ConfigError
+from .errors import ConfigError, show
 from .session import Session
+from .session_state import check_session_state
 from .snapshot import METRICS
 
 SESSION_FORMAT = 1
@@ -112,20 +121,61 @@ def save_session(session: Session, path: str | Path) -> None:
 
 
 def open_session(path: str | Path, device: str | None = None) -> Session:
-    path = Path(path)
+    """A session from a file, every part of it checked first (see the module docstring)."""
+    return _session_from_state(_load_state(path), path, device)
+
+
+def validate_session_file(path: str | Path, device: str | None = None) -> Session:
+    """Open a session file and prove it usable before it replaces anything: the checked state, a dry
+    snapshot (every view evaluated), and one dry training step on a second copy when the budget says a
+    step is cheap (< 0.5 s estimated, and two copies fit in memory). Returns the first copy, unstepped.
+    Any failure is a ConfigError naming the file."""
+    from .budget import estimate_session, memory_budget
+
+    state = _load_state(path)
+    session = _session_from_state(state, path, device)
     try:
-        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before failing
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such session file") from None
-    except Exception as e:  # unpickling errors of every kind: a broken or foreign file
-        raise ConfigError(f"{path}: not a VAE Explorer session file ({e.__class__.__name__})") from None
+        session.snapshot()
+        cost = estimate_session(session.config)
+        if cost.seconds < 0.5 and 2 * cost.peak <= memory_budget().bytes:
+            _session_from_state(state, path, device).step(1)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 (whatever a file makes fail is the file's fault, said in one line)
+        raise ConfigError(f"{path}: the session cannot be shown or trained ({e.__class__.__name__}: "
+                          f"{show(str(e).splitlines()[0] if str(e) else '')})") from None
+    return session
+
+
+def _load_state(path: str | Path) -> dict[str, Any]:
+    from .budget import memory_budget
+
+    path = Path(path)
+    inflated_limit = min(SESSION_MAX_INFLATED, memory_budget().bytes // 4)  # a copy is made while loading
+    with open_regular(path, SESSION_MAX_BYTES, "session file") as f:
+        check_session_archive(f, path, inflated_limit)
+        try:
+            with warnings.catch_warnings():  # torch warns about foreign pickle protocols before failing
+                warnings.simplefilter("ignore")
+                state = torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as e:  # unpickling errors of every kind: a broken or foreign file
+            raise ConfigError(f"{path}: not a VAE Explorer session file ({e.__class__.__name__})") from None
     if not isinstance(state, dict) or state.get("format") != SESSION_FORMAT:
-        raise ConfigError(f"{path}: not a VAE Explorer session file (format {state.get('format') if isinstance(state, dict) else '?'})")
+        fmt = show(state.get("format")) if isinstance(state, dict) else "?"
+        raise ConfigError(f"{path}: not a VAE Explorer session file (format {fmt})")
+    missing = {"config", "step", "observation", "runs", "history", "rows"} - set(state)
+    if missing:
+        raise ConfigError(f"{path}: the session file is damaged (no {', '.join(sorted(missing))})")
+    return state
+
+
+def _session_from_state(state: dict[str, Any], path: str | Path, device: str | None) -> Session:
     try:
         return Session.from_state(state, device=device)
-    except ConfigError:
-        raise
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise ConfigError(f"{path}: the session file is damaged ({e.__class__.__name__}: {e})") from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, OverflowError) as e:
+        raise ConfigError(f"{path}: the session file is damaged ({e.__class__.__name__}: {show(str(e))})") from None
+
+
+# --------------------------------------------------------------------------- the state, against its model

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from .errors import ConfigError
+from .errors import ConfigError, show
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -234,11 +234,60 @@ def mlp(n_in: int, hidden: list[int], n_out: int, act: type[nn.Module] = nn.SiLU
 
 
 # --------------------------------------------------------------------------- the problem registry
+# Ranges of the problem options: every value is a finite number inside them, so the model's float32
+# arithmetic (squares of scaled distances, exponentials of log-scales) cannot overflow.
+LOCATION = 1e3  # |x0|, |μ|, |b|
+SCALE = (1e-3, 1e3)  # σ, s, comp_std, radius
+MAX_COMPONENTS = 10_000  # mixture weights (memory is the budget's business: budget.py)
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     default: Any
     help: str
     kind: str = "float"  # float | int | floats
+    lo: float = -LOCATION
+    hi: float = LOCATION
+
+
+def _number(v: Any, key: str, lo: float, hi: float) -> float:
+    """A finite number in [lo, hi] (an integer of any size is refused by its value, never by overflow)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(f"problem.{key}: expected a number, got {show(v)}")
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise ConfigError(f"problem.{key}: expected a finite number, got {show(v)}")
+    if not lo <= f <= hi:
+        raise ConfigError(f"problem.{key}: must be in [{lo:g}, {hi:g}], got {show(v)}")
+    return f
+
+
+def check_option(key: str, spec: OptionSpec, v: Any) -> Any:
+    """A problem option validated against its spec: type, finiteness and range (length is the builder's)."""
+    if v is None and spec.default is None:
+        return None
+    if spec.kind == "int":
+        if isinstance(v, bool) or not isinstance(v, int) or not spec.lo <= v <= spec.hi:
+            raise ConfigError(f"problem.{key}: must be an integer in {spec.lo:g}..{spec.hi:g}, got {show(v)}")
+        return v
+    if spec.kind == "floats":
+        if not isinstance(v, (list, tuple)):
+            raise ConfigError(f"problem.{key}: expected a list of numbers, got {show(v)}")
+        if len(v) > MAX_COMPONENTS:
+            raise ConfigError(f"problem.{key}: at most {MAX_COMPONENTS:,} numbers, got {len(v):,}")
+        for e in v:
+            if isinstance(e, bool) or not isinstance(e, (int, float)):
+                raise ConfigError(f"problem.{key}: expected a list of numbers, got {show(v)}")
+            try:
+                _number(e, key, spec.lo, spec.hi)
+            except ConfigError as err:  # name the whole list, then what is wrong with the item
+                reason = str(err).split(": ", 1)[1].split(", got ")[0].replace("a finite number", "finite numbers")
+                raise ConfigError(f"problem.{key}: {reason}, got {show(v)}") from None
+        return [float(e) for e in v]
+    return _number(v, key, spec.lo, spec.hi)
 
 
 @dataclass
@@ -285,24 +334,15 @@ class Problem:
         with torch.no_grad():
             return self.true_decoder().prior_from_noise(eps, generator)
 
-def _floats(v: Any, n: int | None, key: str) -> list[float]:
-    if not isinstance(v, (list, tuple)) or not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v):
-        raise ConfigError(f"problem.{key}: expected a list of numbers, got {v!r}")
+def _floats(v: list[float], n: int | None, key: str) -> list[float]:
+    """A checked list of numbers (check_option) of length n."""
     if n is not None and len(v) != n:
-        raise ConfigError(f"problem.{key}: expected {n} numbers, got {len(v)} ({v!r})")
-    return [float(e) for e in v]
-
-
-def _positive(v: Any, key: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise ConfigError(f"problem.{key}: must be a positive number, got {v!r}")
-    return float(v)
+        raise ConfigError(f"problem.{key}: expected {n} numbers, got {len(v)} ({show(v)})")
+    return v
 
 
 def _gaussian(o: dict[str, Any]) -> Problem:
     dim = o["dim"]
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1 or dim > 1000:
-        raise ConfigError(f"problem.dim: must be an integer in 1..1000, got {dim!r}")
     mu = o["mu"]
     if mu is None:
         mu = [0.5 if i % 2 == 0 else -0.5 for i in range(dim)]
@@ -317,7 +357,7 @@ def _gaussian(o: dict[str, Any]) -> Problem:
 
 
 def _bimodal(o: dict[str, Any]) -> Problem:
-    s = _positive(o["sigma"], "sigma")
+    s = o["sigma"]
     return Problem(
         "bimodal", "x|z ~ N((z₁², z₂), σ²I): two mirror modes z₁ = ±√x₁", 2, 2, (-3.0, 3.0, -3.0, 3.0),
         _floats(o["x0"], 2, "x0"),
@@ -326,7 +366,7 @@ def _bimodal(o: dict[str, Any]) -> Problem:
 
 
 def _ring(o: dict[str, Any]) -> Problem:
-    s = _positive(o["sigma"], "sigma")
+    s = o["sigma"]
     return Problem(
         "ring", "scalar x|z ~ N(‖z‖, σ²): a thin ring of radius ≈ x", 1, 2, (-3.5, 3.5, -3.5, 3.5),
         _floats(o["x0"], 1, "x0"),
@@ -335,8 +375,8 @@ def _ring(o: dict[str, Any]) -> Problem:
 
 
 def _banana(o: dict[str, Any]) -> Problem:
-    s = _positive(o["sigma"], "sigma")
-    b = float(o["b"])
+    s = o["sigma"]
+    b = o["b"]
     return Problem(
         "banana", "scalar x|z ~ N(z₂ − b z₁², σ²): a curved ridge", 1, 2, (-3.5, 3.5, -2.5, 4.5),
         _floats(o["x0"], 1, "x0"),
@@ -345,7 +385,7 @@ def _banana(o: dict[str, Any]) -> Problem:
 
 
 def _funnel(o: dict[str, Any]) -> Problem:
-    s = _positive(o["s"], "s")
+    s = o["s"]
     return Problem(
         "funnel", "Neal's funnel prior, x|z ~ N(z, s²I): the scale of z₂ varies as e^{z₁/2}", 2, 2,
         (-7.0, 5.0, -6.0, 6.0), _floats(o["x0"], 2, "x0"),
@@ -354,16 +394,16 @@ def _funnel(o: dict[str, Any]) -> Problem:
 
 
 def _mixture(o: dict[str, Any]) -> Problem:
-    s = _positive(o["s"], "s")
-    weights = _floats(o["weights"], None, "weights")
-    if len(weights) < 2 or any(w <= 0 for w in weights):
-            raise ConfigError(f"problem.weights: need at least 2 positive weights, got {weights!r}")
+    s = o["s"]
+    weights = o["weights"]
+    if len(weights) < 2:
+        raise ConfigError(f"problem.weights: need at least 2 positive weights, got {show(weights)}")
     g = len(weights)
-    radius = _positive(o["radius"], "radius")
+    radius = o["radius"]
     angles = torch.arange(g, dtype=torch.float64) * (2 * math.pi / g) + math.pi / 2
     means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], -1)
-    logits = [math.log(w / sum(weights)) for w in weights]
-    comp_std = _positive(o["comp_std"], "comp_std")
+    logits = [math.log(w / sum(weights)) for w in weights]  # finite: weights lie in [1e-30, 1e30]
+    comp_std = o["comp_std"]
     edge = radius + 4 * comp_std + 0.5
     return Problem(
         "mixture", "prior = mixture of Gaussians on a circle, x|z ~ N(z, s²I), s large: unequal modes",
@@ -376,32 +416,33 @@ def _mixture(o: dict[str, Any]) -> Problem:
 # name -> (builder, option specs). Option defaults are chosen to make the picture clear.
 PROBLEMS: dict[str, tuple[Callable[[dict[str, Any]], Problem], dict[str, OptionSpec]]] = {
     "gaussian": (_gaussian, {
-        "dim": OptionSpec(2, "latent (and data) dimension", "int"),
+        "dim": OptionSpec(2, "latent (and data) dimension", "int", 1, 1000),
         "mu": OptionSpec(None, "prior mean μ* (default [0.5, -0.5, ...])", "floats"),
         "x0": OptionSpec(None, "showcase observation, data[0] (default μ* + (1, 0.5, ...))", "floats"),
     }),
     "bimodal": (_bimodal, {
-        "sigma": OptionSpec(0.5, "likelihood noise σ"),
+        "sigma": OptionSpec(0.5, "likelihood noise σ", "float", *SCALE),
         "x0": OptionSpec([2.0, 0.5], "showcase observation, data[0]", "floats"),
     }),
     "ring": (_ring, {
-        "sigma": OptionSpec(0.15, "likelihood noise σ (ring thickness)"),
+        "sigma": OptionSpec(0.15, "likelihood noise σ (ring thickness)", "float", *SCALE),
         "x0": OptionSpec([2.0], "showcase observation, data[0] (ring radius)", "floats"),
     }),
     "banana": (_banana, {
         "b": OptionSpec(0.5, "curvature b"),
-        "sigma": OptionSpec(0.25, "likelihood noise σ"),
+        "sigma": OptionSpec(0.25, "likelihood noise σ", "float", *SCALE),
         "x0": OptionSpec([0.0], "showcase observation, data[0]", "floats"),
     }),
     "funnel": (_funnel, {
-        "s": OptionSpec(1.5, "likelihood noise s"),
+        "s": OptionSpec(1.5, "likelihood noise s", "float", *SCALE),
         "x0": OptionSpec([-1.0, 0.0], "showcase observation, data[0]", "floats"),
     }),
     "mixture": (_mixture, {
-        "weights": OptionSpec([0.4, 0.25, 0.15, 0.12, 0.08], "mixture weights of the prior's components", "floats"),
-        "radius": OptionSpec(2.5, "radius of the circle of component means"),
-        "comp_std": OptionSpec(0.4, "std of each prior component"),
-        "s": OptionSpec(2.5, "likelihood noise s (large: the posterior keeps the prior's modes)"),
+        "weights": OptionSpec([0.4, 0.25, 0.15, 0.12, 0.08], "mixture weights of the prior's components", "floats",
+                              1e-30, 1e30),
+        "radius": OptionSpec(2.5, "radius of the circle of component means", "float", *SCALE),
+        "comp_std": OptionSpec(0.4, "std of each prior component", "float", *SCALE),
+        "s": OptionSpec(2.5, "likelihood noise s (large: the posterior keeps the prior's modes)", "float", *SCALE),
         "x0": OptionSpec([0.3, 0.6], "showcase observation, data[0]", "floats"),
     }),
 }
@@ -410,13 +451,13 @@ PROBLEMS: dict[str, tuple[Callable[[dict[str, Any]], Problem], dict[str, OptionS
 def make_problem(name: str, options: dict[str, Any] | None = None) -> Problem:
     """Build a problem from its registry name and (partial) options; unknown names/options raise."""
     if name not in PROBLEMS:
-        raise ConfigError(f"problem.name: unknown problem {name!r} (choose from {', '.join(PROBLEMS)})")
+        raise ConfigError(f"problem.name: unknown problem {show(name)} (choose from {', '.join(PROBLEMS)})")
     builder, specs = PROBLEMS[name]
     options = dict(options or {})
     unknown = sorted(set(options) - set(specs))
     if unknown:
         raise ConfigError(
-            f"problem.{unknown[0]}: unknown option for problem {name!r} (options: {', '.join(specs) or 'none'})"
+            f"problem.{show(unknown[0])[1:-1]}: unknown option for problem {name!r} (options: {', '.join(specs) or 'none'})"
         )
-    resolved = {k: options.get(k, spec.default) for k, spec in specs.items()}
+    resolved = {k: check_option(k, spec, options[k]) if k in options else spec.default for k, spec in specs.items()}
     return builder(resolved)

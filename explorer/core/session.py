@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from . import edits
+from .budget import check_session
 from .config import Config, ConfigError, RunConfig, TrainConfig, config_from_dict, config_to_dict
 from .diagnostics import ess_frac, gradient_snr, snr_floor
 from .grid import Grid, PosteriorGrid, grid_stats, make_grid, posterior_grid
@@ -34,11 +35,13 @@ from .history import MetricHistory
 from .models import Encoder, make_encoder
 from .objectives import OBJECTIVES, compute_losses, draw, log_mean_exp, normalised_weights
 from .problems import Decoder, Problem, make_problem
+from .sanity import assess_run
 from .seeding import BATCH as _BATCH
 from .seeding import PROBE as _PROBE
 from .seeding import TRAIN as _TRAIN
 from .seeding import VIEW as _VIEW
 from .seeding import Seeder, derive
+from .session_state import check_session_state
 from .snapshot import METRICS, ModeView, RunView, Snapshot
 from .threads import ensure_default_threads
 
@@ -124,6 +127,7 @@ class Session:
 
     # ------------------------------------------------------------------ construction / reset
     def _build(self, config: Config) -> None:
+        check_session(config, str(self.device))  # refuse what would exhaust memory or hang, naming the key
         self.config = config
         self.problem: Problem = make_problem(config.problem.name, dict(config.problem.options))
         if self.problem.z_dim != 2:
@@ -192,7 +196,9 @@ class Session:
         self.observation = index
 
     def _set_config(self, config: Config) -> None:
-        """Adopt a config that differs from the current one only in live keys (see core/edits.py)."""
+        """Adopt a config that differs from the current one only in live keys (see core/edits.py); one that
+        would not fit the resource budget (a live K of 10⁶) is refused like a file would be."""
+        check_session(config, str(self.device))
         for run, cfg in zip(self.runs, config.runs):
             self.history.rename(run.cfg.name, cfg.name)  # a generated name follows K: keep the curves
             run.cfg, run.train = cfg, config.run_train(run.index)
@@ -452,6 +458,7 @@ class Session:
         out["diverged"] = self.runs[run].diverged_step is not None
         out["diverged_step"] = self.runs[run].diverged_step
         out["modes"] = [{"center": list(md.center), "p_mass": md.p_mass, "q_mass": md.q_mass} for md in view.modes]
+        out["suspect"] = assess_run(out, {m: s.array() for m, s in self.history.series.get(view.name, {}).items()})
         return out
 
     def summary(self, wall_s: float | None = None) -> dict[str, Any]:
@@ -485,8 +492,10 @@ class Session:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: str | None = None) -> "Session":
+
         state = copy.deepcopy(state)
         session = cls(config_from_dict(state["config"]), device=device)
+        check_session_state(state, session)
         session.step_count = int(state["step"])
         session.observation = int(state["observation"])
         for run, saved in zip(session.runs, state["runs"]):

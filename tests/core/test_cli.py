@@ -144,8 +144,10 @@ def test_run_writes_the_summary_contract(run_out):
         assert final["bound"] >= final["elbo"] - 1e-6  # L_K ≥ ELBO on the same samples
     assert runs[0]["final"]["log_px"] == pytest.approx(runs[1]["final"]["log_px"])  # same frozen model
 
-    # snr_decoder is the only contract value that is null (diverged_step is null for a run that did not diverge)
-    allowed = {f"runs[{i}].final.{k}" for i in range(len(runs)) for k in ("snr_decoder", "diverged_step")}
+    # snr_decoder is the only contract value that is null (diverged_step and suspect are null for a run that did
+    # not diverge and whose numbers agree; interrupted_by/_in for a run that was not interrupted)
+    allowed = {f"runs[{i}].final.{k}" for i in range(len(runs)) for k in ("snr_decoder", "diverged_step", "suspect")}
+    allowed |= {"interrupted_by", "interrupted_in"}
     assert set(_nulls(summary)) <= allowed
     assert all(math.isfinite(n) for n in _numbers(summary))
 
@@ -360,8 +362,9 @@ def test_snr_sweep_reproduces_the_paper(tmp_path, capsys):
 _WRAPPER = r"""
 import sys
 import explorer.cli as cli
+import explorer.cli_runtime as runtime
 import explorer.core.session as session_mod
-_step, _handle = session_mod.Session.step, cli._Interrupt._handle
+_step, _handle = session_mod.Session.step, runtime.Signals._handle
 training = []
 def step(self, n=1):
     if not training:
@@ -373,7 +376,7 @@ def handle(self, signum, frame):
         f.write(str(training[0].step_count))  # the steps finished when the signal arrived
     _handle(self, signum, frame)
 session_mod.Session.step = step
-cli._Interrupt._handle = handle
+runtime.Signals._handle = handle
 sys.exit(cli.main(sys.argv[3:]))
 """
 

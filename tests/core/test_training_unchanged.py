@@ -18,7 +18,8 @@ from explorer.core.config import config_from_dict
 from explorer.core.session import Session
 
 RECORDED = json.loads((Path(__file__).parent / "data" / "training_before_split.json").read_text())
-MC_METRICS = ("elbo", "bound", "ess_frac", "snr_encoder", "snr_decoder")
+MC_METRICS = ("elbo", "bound", "ess_frac")  # bit for bit
+SNR_METRICS = ("snr_encoder", "snr_decoder")  # the probe's summation order changed (chunked float64 moments)
 
 
 def params_sha256(session: Session) -> list[str]:
@@ -40,5 +41,13 @@ def test_training_gives_the_recorded_parameters_and_metrics_bit_for_bit(scene):
     session = Session(config_from_dict(recorded["config"]))
     session.step(recorded["steps"])
     assert params_sha256(session) == recorded["params_sha256"]
-    rows = [{k: r[k] for k in ("run", "step", *MC_METRICS)} for r in session.metric_rows()]
-    assert rows == recorded["rows"]
+    rows = session.metric_rows()
+    assert [{k: r[k] for k in ("run", "step", *MC_METRICS)} for r in rows] == \
+        [{k: r[k] for k in ("run", "step", *MC_METRICS)} for r in recorded["rows"]]
+    # the SNR probe's replicates are the same draws; only their moments are summed in another order
+    for got, want in zip(rows, recorded["rows"], strict=True):
+        for name in SNR_METRICS:
+            if want[name] is None:
+                assert got[name] is None
+            else:
+                assert got[name] == pytest.approx(want[name], rel=1e-9), (got["run"], got["step"], name)

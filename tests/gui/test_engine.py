@@ -56,6 +56,9 @@ class FakeSession:
     def metric_rows(self) -> list:
         return [{"run": "fake", "step": self.step_count}]
 
+    def background_pending(self) -> bool:
+        return False
+
 
 def engine_with(session: FakeSession, hz: float = 1e9) -> ThreadEngine:
     engine = ThreadEngine(hz=hz, build_session=lambda _config: session)
