@@ -109,7 +109,7 @@ class Player:
 
     def __init__(self, session: Session | None = None, hz: float = 30.0,
                  build_session: Callable[[Config], Session] = Session,
-                 open_session: Callable[[str], Session] = files.open_session):
+                 open_session: Callable[[str], Session] = files.validate_session_file):
         self.session = session
         self.hz = hz
         self._build_session, self._open_session = build_session, open_session
