@@ -18,8 +18,8 @@ import torch
 
 from .config import Config, config_to_toml, load_config
 from .errors import ConfigError
+from .history import ROW_COLUMNS
 from .session import Session
-from .snapshot import METRICS
 
 SESSION_FORMAT = 1
 
@@ -80,16 +80,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def metrics_csv(rows: list[dict[str, Any]]) -> str:
-    """metrics.csv: a header ``run, step, *METRICS`` and one line per row of ``Session.metric_rows()``;
-    a metric that is unknown or not finite is an empty cell, a value is written exactly (``repr``)."""
+    """metrics.csv: a header ``run, step, *ROW_COLUMNS`` (METRICS, with ``snr_step`` and the SNR medians:
+    see core/history.py) and one line per row of ``Session.metric_rows()``; a metric that is unknown or
+    not finite is an empty cell, a value is written exactly (``repr``)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["run", "step", *METRICS])
+    writer.writerow(["run", "step", *ROW_COLUMNS])
     for row in rows:
         cells = [row["run"], row["step"]]
-        for name in METRICS:
+        for name in ROW_COLUMNS:
             v = row.get(name)
-            cells.append("" if v is None or not math.isfinite(v) else repr(float(v)))
+            if v is None or not math.isfinite(v):
+                cells.append("")
+            else:
+                cells.append(str(int(v)) if name == "snr_step" else repr(float(v)))
         writer.writerow(cells)
     return buf.getvalue()
 

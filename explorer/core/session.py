@@ -302,7 +302,8 @@ class Session:
                 run.snr = {"error": str(e).splitlines()[0]}  # type: ignore[dict-item]
                 continue
             run.snr = {"snr_encoder": res.encoder_mean, "snr_decoder": res.decoder_mean,
-                       "snr_encoder_median": res.encoder_median, "snr_decoder_median": res.decoder_median}
+                       "snr_encoder_median": res.encoder_median, "snr_decoder_median": res.decoder_median,
+                       "snr_step": float(self.step_count)}
 
     # ------------------------------------------------------------------ views and metrics
     @torch.no_grad()
