@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 from .core.errors import ConfigError
 
-COMMANDS = ("gui", "run", "snr", "shot", "list")
+COMMANDS = ("gui", "run", "snr", "shot", "list", "sweep", "plot")
 
 # The metrics the `run` table shows (names from snapshot.METRICS), with their column headers and formats.
 RUN_TABLE = {"log_px": ("log p(x)", ".3f"), "elbo": ("ELBO", ".3f"), "bound": ("L_K", ".3f"),
@@ -82,6 +82,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="list problems, encoders, objectives and presets")
     lst.add_argument("--json", action="store_true")
+
+    sweep = sub.add_parser("sweep", help="run a sweep spec's points (each a `run`) on Dask; write one tidy table")
+    sweep.add_argument("spec", metavar="SPEC", help="a sweep spec (TOML), or the name of one in assets/sweeps")
+    sweep.add_argument("--out", required=True, metavar="DIR", help="the folder for the points and results.csv")
+    sweep.add_argument("--workers", type=int, help="LocalCluster worker processes (default: one per CPU)")
+    sweep.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster, e.g. tcp://host:8786")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a key of every point's base config, e.g. steps=20 (repeatable)")
+    sweep.add_argument("--no-plots", action="store_true", help="skip the figures the spec's [[plots]] ask for")
+
+    plot = sub.add_parser("plot", help="draw a sweep table or a metrics.csv to PNG/SVG, headless")
+    plot.add_argument("kind", choices=("snr", "metric", "curves"),
+                      help="snr: SNR against K (log-log); metric: a final metric against an axis; curves: training")
+    plot.add_argument("source", metavar="SOURCE", help="a sweep folder or its results.csv (snr, metric); a metrics.csv (curves)")
+    plot.add_argument("--out", required=True, metavar="FILE", help="FILE.png or FILE.svg")
+    plot.add_argument("--metric", help="metric name(s), comma-separated (metric: required)")
+    plot.add_argument("--x", metavar="AXIS", help="metric: the axis to plot against (default: the first but seed)")
+    plot.add_argument("--width", type=int, help="PNG width in pixels")
+    plot.add_argument("--style", choices=("normal", "talk"), default="normal")
+    plot.add_argument("--title", help="the figure's title")
     return parser
 
 
@@ -333,6 +353,43 @@ def cmd_shot(args: argparse.Namespace) -> int:
     return render_shot(cfg, steps, str(out), args.width, **kwargs)
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .core.sweep_dask import run_sweep
+
+    out = _check_out_dir(args.out)
+    table = run_sweep(args.spec, out, workers=args.workers, scheduler=args.scheduler, overrides=args.overrides)
+    print(f"{table.points} points: {table.done} run now, {table.skipped} already finished, {table.failed} failed; "
+          f"wrote {table.path}")
+    for row in table.rows:
+        if row["status"] == "failed":
+            print(f"  failed: {row['point']}: {row['error']}")
+    if table.stop_signal is not None:
+        print(f"interrupted by {signal.Signals(table.stop_signal).name}: {table.points - table.done - table.skipped} "
+              "points not run (run the same command again to finish them)")
+        return 128 + table.stop_signal
+    if table.plots and not args.no_plots:
+        from .gui.plot import draw_spec_plots
+
+        for path in draw_spec_plots(table, table.plots, out):
+            print(f"wrote {path}")
+    return 1 if table.failed else 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    out = _check_out_file(args.out, (".png", ".svg"))
+    if args.kind == "metric" and not args.metric:
+        raise ConfigError("--metric: a metric plot names its metric, e.g. --metric kl_qp")
+    if args.x is not None and args.kind != "metric":
+        raise ConfigError("--x: only a metric plot takes an axis")
+    from .gui.plot import draw
+
+    options = {"metric": args.metric, "width": args.width, "style": args.style, "title": args.title}
+    if args.kind == "metric":
+        options["x"] = args.x
+    print(f"wrote {draw(args.kind, args.source, out, **options)}")
+    return 0
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     cfg = _load_scene(args, default_preset="mode-seeking")
     from .gui.app import run_gui
@@ -343,6 +400,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "gui": cmd_gui, "run": cmd_run, "snr": cmd_snr, "shot": cmd_shot, "list": cmd_list,
+    "sweep": cmd_sweep, "plot": cmd_plot,
 }
 
 
