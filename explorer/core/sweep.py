@@ -110,6 +110,8 @@ def sweep_path(source: str | Path) -> Path | Any:
 
 def shipped_sweeps() -> list[str]:
     folder = resources.files(SWEEP_PACKAGE) / "sweeps"
+    if not folder.is_dir():
+        return []
     return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
@@ -260,6 +262,7 @@ def run_point(config: Mapping[str, Any], threads: int = 1) -> dict[str, Any]:
     from .threads import set_threads
 
     set_threads(threads)  # worker processes do not inherit the caller's torch setting
+    start = time.perf_counter()
     try:
         session = Session(config_from_dict(config))
         t0 = time.perf_counter()
@@ -270,7 +273,7 @@ def run_point(config: Mapping[str, Any], threads: int = 1) -> dict[str, Any]:
         summary = session.summary(wall_s=wall)
         summary["interrupted"] = False
         return {"status": "ok", "summary": json_safe(summary), "metrics_csv": metrics_csv(session.metric_rows()),
-                "wall_s": wall}
+                "point_s": time.perf_counter() - start}
     except Exception as e:  # one failing point is recorded with its error; the others go on
         return {"status": "failed", "error": f"{e.__class__.__name__}: {e}".splitlines()[0]}
 
@@ -363,7 +366,7 @@ class SweepFolder:
             atomic_write_text(folder / "summary.json", json.dumps(result["summary"], indent=2, ensure_ascii=False) + "\n")
             atomic_write_text(folder / "metrics.csv", result["metrics_csv"])
         marker = {"key": point.key, "axes": dict(point.axes), "status": result["status"],
-                  "error": result.get("error", ""), "wall_s": result.get("wall_s")}
+                  "error": result.get("error", ""), "point_s": result.get("point_s")}
         atomic_write_text(folder / "result.json", json.dumps(json_safe(marker), ensure_ascii=False) + "\n")
         return True
 

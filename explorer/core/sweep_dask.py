@@ -200,7 +200,7 @@ class _Progress:
             self._show()
         elif self.enabled:
             where = " ".join(f"{k}={v}" for k, v in point.axes.items())
-            what = f"ok in {result['wall_s']:.1f} s" if ok else f"FAILED: {result['error']}"
+            what = f"ok in {result['point_s']:.1f} s" if ok else f"FAILED: {result['error']}"
             print(f"sweep [{self.done + self.failed}/{self.total}] done {self.done}, failed {self.failed}, "
                   f"ETA {self._eta()}: {where} {what}", file=sys.stderr, flush=True)
 

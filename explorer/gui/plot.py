@@ -75,12 +75,13 @@ def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
 
 @dataclass(frozen=True)
 class Line:
-    """One line of a figure: its label, x, and the mean with its 95 % interval at each x."""
+    """One line of a figure: its label, x, and the mean with its 95 % interval [lo, hi] at each x."""
 
     label: str
     x: np.ndarray
     mean: np.ndarray
-    half: np.ndarray  # half-width of the interval (NaN: one value)
+    lo: np.ndarray  # NaN: no interval (one value)
+    hi: np.ndarray
     n: np.ndarray  # values (seeds) behind each mean
     slope: float = math.nan  # log-log slope over every value (SNR figures)
 
@@ -94,17 +95,28 @@ def _values(table: SweepTable, metric: str) -> list[dict[str, Any]]:
 
 
 def _lines(rows: list[dict[str, Any]], x_of: Any, group: Sequence[str], label_of: Any,
-           slope: bool = False) -> list[Line]:
+           log: bool = False) -> list[Line]:
+    """Lines of the rows grouped by the ``group`` columns: at each x, the mean of the values with its 95 %
+    interval; ``log``: of log10 of the (positive) values, so the geometric mean and a factor either side,
+    with the log-log slope."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(tuple(_hashable(r.get(c)) for c in group), []).append(r)
     lines = []
     for members in groups.values():
+        if log:
+            members = [r for r in members if r["value"] is not None and r["value"] > 0]
+            if not members:
+                continue
         xs = sorted({x_of(r) for r in members}, key=_order)
-        stats = [mean_interval(r["value"] for r in members if x_of(r) == x) for x in xs]
-        fit = loglog_slope([x_of(r) for r in members], [r["value"] for r in members]) if slope else math.nan
-        lines.append(Line(label_of(members), np.array(xs, dtype=object), np.array([s[0] for s in stats]),
-                          np.array([s[1] for s in stats]), np.array([s[2] for s in stats]), fit))
+        value = (lambda r: math.log10(r["value"])) if log else (lambda r: r["value"])
+        stats = np.array([mean_interval(value(r) for r in members if x_of(r) == x) for x in xs]).reshape(-1, 3)
+        mean, lo, hi = stats[:, 0], stats[:, 0] - stats[:, 1], stats[:, 0] + stats[:, 1]
+        fit = math.nan
+        if log:
+            mean, lo, hi = 10**mean, 10**lo, 10**hi
+            fit = loglog_slope([x_of(r) for r in members], [r["value"] for r in members])
+        lines.append(Line(label_of(members), np.array(xs, dtype=object), mean, lo, hi, stats[:, 2], fit))
     return sorted(lines, key=lambda line: line.label)
 
 
@@ -116,17 +128,25 @@ def _order(v: Any) -> tuple:
     return (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))
 
 
+def _axis_label(members: list[dict[str, Any]], axes: Sequence[str]) -> list[str]:
+    """``name=value`` of the axes, but those the run's label shows already (its objective, M, K)."""
+    return [f"{a.split('.')[-1]}={members[0][a]}" for a in axes if a.split(".")[-1] not in ("objective", "m", "k")]
+
+
 def snr_lines(table: SweepTable, metric: str) -> list[Line]:
-    """SNR against K: a line per objective, M and axis other than the seed and the ones setting K."""
+    """SNR against K: a line per objective, M and axis other than the seed and the ones setting K; the
+    geometric mean over seeds with its 95 % interval (a t-interval of log SNR), and the log-log slope."""
     others = [a for a in table.axes if a != "seed" and not a.endswith(".k")]
-    rows = [r for r in _values(table, metric) if r["value"] is not None]
+    rows = _values(table, metric)
+    m_varies = len({r["m"] for r in rows}) > 1
 
     def label(members: list[dict[str, Any]]) -> str:
         first = members[0]
-        text = first["objective"].upper() + (f" M={first['m']}" if first["m"] != 1 else "")
-        return " ".join([text, *(f"{a.split('.')[-1]}={first[a]}" for a in others)])
+        text = first["objective"].upper() + (f" M={first['m']}" if m_varies or first["m"] != 1 else "")
+        return " ".join([text, *_axis_label(members, others)])
 
-    return _lines(rows, lambda r: r["k"], ["objective", "m", "encoder", "beta", "alpha", *others], label, slope=True)
+    return _lines(rows, lambda r: r["k"], ["objective", "m", "encoder", "beta", "alpha", *others],
+                  label, log=True)
 
 
 def metric_lines(table: SweepTable, metric: str, x: str) -> list[Line]:
@@ -139,7 +159,7 @@ def metric_lines(table: SweepTable, metric: str, x: str) -> list[Line]:
     def label(members: list[dict[str, Any]]) -> str:
         names = sorted({r["run"] for r in members})
         text = names[0] if len(names) == 1 else members[0]["objective"].upper()
-        return " ".join([text, *(f"{a.split('.')[-1]}={members[0][a]}" for a in others)])
+        return " ".join([text, *_axis_label(members, others)])
 
     return _lines(rows, lambda r: r[x], ["run_index", "objective", *others], label)
 
@@ -170,7 +190,8 @@ def curve_lines(rows: list[dict[str, Any]], metric: str) -> list[Line]:
     for run in dict.fromkeys(r["run"] for r in rows):
         pts = [(r[at], r[metric]) for r in rows if r["run"] == run and r[metric] is not None and r[at] is not None]
         xs = np.array([p[0] for p in pts], dtype=object)
-        lines.append(Line(run, xs, np.array([p[1] for p in pts], float), np.full(len(pts), math.nan), np.ones(len(pts))))
+        none = np.full(len(pts), math.nan)
+        lines.append(Line(run, xs, np.array([p[1] for p in pts], float), none, none, np.ones(len(pts))))
     return lines
 
 
@@ -194,7 +215,9 @@ class _Canvas:
         self.widget.setBackground(theme.BACKGROUND)
         self.widget.resize(*self.size)
 
-    def panel(self, col: int, title: str, xlabel: str, ylabel: str, log_x: bool, log_y: bool) -> pg.PlotItem:
+    def panel(self, col: int, title: str, xlabel: str, ylabel: str, log_x: bool,
+              log_y: bool) -> tuple[pg.PlotItem, pg.LegendItem]:
+        """A plot in column ``col`` with its legend in the row below it (never over the data)."""
         axes = {}
         if log_x:
             axes["bottom"] = theme.LogAxis("bottom")
@@ -209,10 +232,9 @@ class _Canvas:
         if log_y:
             plot.getAxis("left").setLogMode(True)
         theme.style_plot(plot, self.style, xlabel, ylabel, title)
-        legend = plot.addLegend(offset=(-8, 8), labelTextColor=theme.FOREGROUND, labelTextSize=self.style.pt_str(9),
-                                brush=pg.mkBrush(255, 255, 255, 220), pen=self.style.pen(theme.MUTED, 0.6))
-        legend.setZValue(10)
-        return plot
+        legend = pg.LegendItem(colCount=2, labelTextColor=theme.FOREGROUND, labelTextSize=self.style.pt_str(9))
+        self.widget.addItem(legend, row=1, col=col)
+        return plot, legend
 
     def write(self, out: str | os.PathLike) -> Path:
         self.widget.show()
@@ -228,12 +250,13 @@ class _Canvas:
         self.app.processEvents()
 
 
-def _draw_line(plot: pg.PlotItem, line: Line, index: int, style: Style, xs: np.ndarray, log_y: bool,
-               label: str) -> None:
+def _draw_line(plot: pg.PlotItem, legend: pg.LegendItem, line: Line, index: int, style: Style, xs: np.ndarray,
+               log_y: bool, label: str) -> None:
     """Mean with markers, and the 95 % interval as error bars (in log10 on log axes)."""
     color = theme.run_color(index)
     mean = np.asarray(line.mean, float)
-    lo, hi = mean - np.nan_to_num(line.half), mean + np.nan_to_num(line.half)
+    known = np.isfinite(line.lo) & np.isfinite(line.hi)
+    lo, hi = np.where(known, line.lo, mean), np.where(known, line.hi, mean)
     if log_y:
         keep = mean > 0
         xs, mean, lo, hi = xs[keep], mean[keep], lo[keep], hi[keep]
@@ -242,14 +265,16 @@ def _draw_line(plot: pg.PlotItem, line: Line, index: int, style: Style, xs: np.n
     if not len(xs):
         return
     symbol = "osdt+x"[index % 6]
-    plot.addItem(pg.PlotDataItem(xs, mean, pen=style.pen(color, theme.W_CURVE), symbol=symbol,
-                                 symbolSize=style.px(8), symbolBrush=color, symbolPen=style.pen(color, 1.0), name=label))
+    item = pg.PlotDataItem(xs, mean, pen=style.pen(color, theme.W_CURVE), symbol=symbol, symbolSize=style.px(8),
+                           symbolBrush=color, symbolPen=style.pen(color, 1.0))
+    plot.addItem(item)
+    legend.addItem(item, label)
     if np.any(hi > lo):
         plot.addItem(pg.ErrorBarItem(x=xs, y=mean, top=hi - mean, bottom=mean - lo, beam=0.0,
                                      pen=style.pen(color, theme.W_REFERENCE)))
 
 
-def _references(plot: pg.PlotItem, lines: list[Line], style: Style) -> None:
+def _references(plot: pg.PlotItem, legend: pg.LegendItem, lines: list[Line], style: Style) -> None:
     """The K^(+½) and K^(−½) lines of the theory, through the centre of the data (log10 space)."""
     xs = np.concatenate([np.log10(np.asarray(line.x, float)) for line in lines])
     ys = np.concatenate([np.log10(line.mean[line.mean > 0]) for line in lines])
@@ -257,9 +282,11 @@ def _references(plot: pg.PlotItem, lines: list[Line], style: Style) -> None:
         return
     x0, y0 = float(np.mean(xs)), float(np.mean(ys))
     span = np.array([xs.min(), xs.max()])
-    for slope, name in ((0.5, "K^(+½)"), (-0.5, "K^(−½)")):
-        plot.addItem(pg.PlotDataItem(span, y0 + slope * (span - x0), name=f"{name} (theory)",
-                                     pen=style.pen(theme.MUTED, theme.W_REFERENCE, theme.DASHED if slope > 0 else theme.DOTTED)))
+    for slope, name in ((0.5, "∝ K^(+½) (theory)"), (-0.5, "∝ K^(−½) (theory)")):
+        item = pg.PlotDataItem(span, y0 + slope * (span - x0),
+                               pen=style.pen(theme.MUTED, theme.W_REFERENCE, theme.DASHED if slope > 0 else theme.DOTTED))
+        plot.addItem(item)
+        legend.addItem(item, name)
 
 
 def plot_snr(source: str | os.PathLike | SweepTable, out: str | os.PathLike, *, metric: str | None = None,
@@ -276,11 +303,12 @@ def plot_snr(source: str | os.PathLike | SweepTable, out: str | os.PathLike, *, 
         for col, (metric, lines) in enumerate(panels):
             what = SNR_METRICS.get(metric, metric)
             head = f"gradient SNR, {what}" if title is None else f"{title}: {what}"
-            plot = canvas.panel(col, head, "K (particles)", "SNR (mean over parameters)", True, True)
+            plot, legend = canvas.panel(col, head, "K (particles)", "SNR (mean over parameters)", True, True)
             for i, line in enumerate(lines):
-                slope = "" if math.isnan(line.slope) else f"  slope {line.slope:+.2f}".replace("-", "−")
-                _draw_line(plot, line, i, canvas.style, np.log10(np.asarray(line.x, float)), True, line.label + slope)
-            _references(plot, lines, canvas.style)
+                slope = "" if math.isnan(line.slope) else f", slope {line.slope:+.2f}".replace("-", "−")
+                _draw_line(plot, legend, line, i, canvas.style, np.log10(np.asarray(line.x, float)), True,
+                           line.label + slope)
+            _references(plot, legend, lines, canvas.style)
         return canvas.write(out)
     finally:
         canvas.close()
@@ -303,14 +331,14 @@ def plot_metric(source: str | os.PathLike | SweepTable, out: str | os.PathLike, 
     categories = sorted(set(map(str, values))) if not numeric else []
     canvas = _Canvas(1, width, style)
     try:
-        plot = canvas.panel(0, title or f"{metric} against {x}", x, metric, log_x, False)
+        plot, legend = canvas.panel(0, title or f"{metric} against {x}", x, metric, log_x, False)
         for i, line in enumerate(lines):
             if numeric:
                 xs = np.asarray(line.x, float)
                 xs = np.log10(xs) if log_x else xs
             else:
                 xs = np.array([categories.index(str(v)) for v in line.x], float)
-            _draw_line(plot, line, i, canvas.style, xs, False, line.label)
+            _draw_line(plot, legend, line, i, canvas.style, xs, False, line.label)
         if categories:
             plot.getAxis("bottom").setTicks([list(enumerate(categories))])
         return canvas.write(out)
@@ -328,9 +356,9 @@ def plot_curves(source: str | os.PathLike, out: str | os.PathLike, *, metric: st
     try:
         for col, (metric, lines) in enumerate(panels):
             log_y = metric.startswith("snr_")
-            plot = canvas.panel(col, f"{title}: {metric}" if title else metric, "step", metric, False, log_y)
+            plot, legend = canvas.panel(col, f"{title}: {metric}" if title else metric, "step", metric, False, log_y)
             for i, line in enumerate(lines):
-                _draw_line(plot, line, i, canvas.style, np.asarray(line.x, float), log_y, line.label)
+                _draw_line(plot, legend, line, i, canvas.style, np.asarray(line.x, float), log_y, line.label)
         return canvas.write(out)
     finally:
         canvas.close()
