@@ -128,38 +128,53 @@ def _order(v: Any) -> tuple:
     return (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))
 
 
-def _axis_label(members: list[dict[str, Any]], axes: Sequence[str]) -> list[str]:
-    """``name=value`` of the axes, but those the run's label shows already (its objective, M, K)."""
-    return [f"{a.split('.')[-1]}={members[0][a]}" for a in axes if a.split(".")[-1] not in ("objective", "m", "k")]
+def _free(rows: list[dict[str, Any]], columns: Sequence[str], x_of: Any) -> list[str]:
+    """The columns whose value is not fixed by x (an axis zipped with x, or with one value, is fixed by it):
+    they split the lines."""
+    free = []
+    for column in columns:
+        seen: dict[Any, Any] = {}
+        if any(seen.setdefault(_hashable(x_of(r)), _hashable(r[column])) != _hashable(r[column]) for r in rows):
+            free.append(column)
+    return free
+
+
+def _axis_label(members: list[dict[str, Any]], axes: Sequence[str], shown: Sequence[str]) -> list[str]:
+    """``name=value`` of the axes, but those whose last part the label shows already (``shown``)."""
+    return [f"{a.split('.')[-1]}={members[0][a]}" for a in axes if a.split(".")[-1] not in shown]
 
 
 def snr_lines(table: SweepTable, metric: str) -> list[Line]:
-    """SNR against K: a line per objective, M and axis other than the seed and the ones setting K; the
-    geometric mean over seeds with its 95 % interval (a t-interval of log SNR), and the log-log slope."""
-    others = [a for a in table.axes if a != "seed" and not a.endswith(".k")]
+    """SNR against K: a line per objective, M and axis (but the seed) that K does not fix; the geometric
+    mean over seeds with its 95 % interval (a t-interval of log SNR), and the log-log slope."""
     rows = _values(table, metric)
-    m_varies = len({r["m"] for r in rows}) > 1
+    k_of = lambda r: r["k"]  # noqa: E731
+    others = _free(rows, [a for a in table.axes if a != "seed"], k_of)
+    by_m = _free(rows, ["m"], k_of) == ["m"]  # M varies at a fixed K: a line per M
+    m_varies = by_m and len({r["m"] for r in rows}) > 1
 
     def label(members: list[dict[str, Any]]) -> str:
         first = members[0]
-        text = first["objective"].upper() + (f" M={first['m']}" if m_varies or first["m"] != 1 else "")
-        return " ".join([text, *_axis_label(members, others)])
+        text = first["objective"].upper() + (f" M={first['m']}" if by_m and (m_varies or first["m"] != 1) else "")
+        return " ".join([text, *_axis_label(members, others, ("objective", "m") if by_m else ("objective",))])
 
-    return _lines(rows, lambda r: r["k"], ["objective", "m", "encoder", "beta", "alpha", *others],
-                  label, log=True)
+    group = ["objective", "encoder", "beta", "alpha", *(["m"] if by_m else []), *others]
+    return _lines(rows, k_of, group, label, log=True)
 
 
 def metric_lines(table: SweepTable, metric: str, x: str) -> list[Line]:
-    """A final metric against axis ``x``: a line per run of the config and value of the other axes."""
+    """A final metric against axis ``x``: a line per run of the config and per value of the axes (but the
+    seed) that ``x`` does not fix; the mean over seeds with its 95 % t-interval."""
     if x not in table.columns or x in ("point", "metric", "value", "status", "error", "run"):
         raise ConfigError(f"--x: {x!r} is not an axis of {table.path} (axes: {', '.join(table.axes) or 'none'})")
-    others = [a for a in table.axes if a not in ("seed", x)]
     rows = _values(table, metric)
+    others = _free(rows, [a for a in table.axes if a not in ("seed", x)], lambda r: r[x])
 
     def label(members: list[dict[str, Any]]) -> str:
         names = sorted({r["run"] for r in members})
-        text = names[0] if len(names) == 1 else members[0]["objective"].upper()
-        return " ".join([text, *_axis_label(members, others)])
+        if len(names) == 1:  # the run's name shows its objective, M and K
+            return " ".join([names[0], *_axis_label(members, others, ("objective", "m", "k"))])
+        return " ".join([members[0]["objective"].upper(), *_axis_label(members, others, ("objective",))])
 
     return _lines(rows, lambda r: r[x], ["run_index", "objective", *others], label)
 
