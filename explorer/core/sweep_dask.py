@@ -116,7 +116,7 @@ def _client(workers: int | None, scheduler: str | None, n_points: int) -> Iterat
 
     if scheduler is not None:
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout="10s")
         except (OSError, TimeoutError, ValueError) as e:
             raise ConfigError(f"--scheduler: cannot connect to {scheduler!r} ({e.__class__.__name__}: {e})") from None
         try:
@@ -126,7 +126,7 @@ def _client(workers: int | None, scheduler: str | None, n_points: int) -> Iterat
         return
     n = workers or max(1, min(os.cpu_count() or 1, n_points))
     with _sigint_ignored():  # a Ctrl+C in the terminal reaches the whole process group: workers ignore it
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR)
     try:
         client = Client(cluster)

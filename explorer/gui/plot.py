@@ -32,6 +32,12 @@ KINDS = (*PLOT_KINDS, "curves")
 STYLES = ("normal", "talk")
 PANEL_SIZE = (700, 520)  # pixels of one panel on the offscreen screen; PNG width defaults to the figure's
 SNR_METRICS = {"snr_encoder": "encoder φ", "snr_decoder": "decoder θ"}
+# axis labels of the metrics (snapshot.METRICS' meanings)
+METRIC_LABELS = {"log_px": "exact log p(x) (nats)", "elbo": "ELBO, MC (nats)", "bound": "L_K, MC (nats)",
+                 "kl_qp": "KL(q‖p), exact (nats)", "kl_pq": "KL(p‖q), exact (nats)", "ess_frac": "ESS / K",
+                 "snr_encoder": "SNR φ", "snr_decoder": "SNR θ", "elbo_exact": "ELBO, exact (nats)",
+                 "q_mass": "q's mass in the box", "n_modes": "posterior modes", "modes_covered": "modes q covers"}
+DODGE = 0.012  # lines sharing an x are moved apart by this fraction of the x range, so none hides another
 CURVE_METRICS = ("bound", "kl_qp", "snr_encoder")
 
 # two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom
@@ -346,14 +352,15 @@ def plot_metric(source: str | os.PathLike | SweepTable, out: str | os.PathLike, 
     categories = sorted(set(map(str, values))) if not numeric else []
     canvas = _Canvas(1, width, style)
     try:
-        plot, legend = canvas.panel(0, title or f"{metric} against {x}", x, metric, log_x, False)
-        for i, line in enumerate(lines):
-            if numeric:
-                xs = np.asarray(line.x, float)
-                xs = np.log10(xs) if log_x else xs
-            else:
-                xs = np.array([categories.index(str(v)) for v in line.x], float)
-            _draw_line(plot, legend, line, i, canvas.style, xs, False, line.label)
+        plot, legend = canvas.panel(0, title or f"{metric} against {x}", x, METRIC_LABELS.get(metric, metric),
+                                    log_x, False)
+        positions = [np.array([categories.index(str(v)) for v in line.x], float) if not numeric
+                     else np.log10(np.asarray(line.x, float)) if log_x else np.asarray(line.x, float) for line in lines]
+        every = np.concatenate(positions)
+        width = float(every.max() - every.min()) or 1.0
+        for i, (line, xs) in enumerate(zip(lines, positions)):
+            dodge = (i - (len(lines) - 1) / 2) * DODGE * width
+            _draw_line(plot, legend, line, i, canvas.style, xs + dodge, False, line.label)
         if categories:
             plot.getAxis("bottom").setTicks([list(enumerate(categories))])
         return canvas.write(out)
@@ -371,7 +378,8 @@ def plot_curves(source: str | os.PathLike, out: str | os.PathLike, *, metric: st
     try:
         for col, (metric, lines) in enumerate(panels):
             log_y = metric.startswith("snr_")
-            plot, legend = canvas.panel(col, f"{title}: {metric}" if title else metric, "step", metric, False, log_y)
+            plot, legend = canvas.panel(col, f"{title}: {metric}" if title else metric, "step",
+                                        METRIC_LABELS.get(metric, metric), False, log_y)
             for i, line in enumerate(lines):
                 _draw_line(plot, legend, line, i, canvas.style, np.asarray(line.x, float), log_y, line.label)
         return canvas.write(out)

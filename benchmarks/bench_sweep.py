@@ -1,0 +1,110 @@
+"""Sweeps and the Python API (issue 15):
+
+- sweep throughput: the same points run by ``run_sweep`` on a LocalCluster of 2 worker processes against a
+  serial loop of ``run_point`` in this process, as serial time ÷ sweep time; once with the cluster's
+  start-up and close counted (what a user waits for), once on a cluster already running (the points alone);
+- the README's API example against the CLI doing the same work (both in fresh processes, imports included).
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import Options, Row
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BASE = {"steps": 1000, "device": "cpu", "problem": {"name": "gaussian", "learn_decoder": True},
+        "train": {"batch_size": 64, "lr": 0.001, "encoder": "linear"},
+        "view": {"grid": 64, "samples": 100, "snr_every": 250, "snr_replicates": 64, "log_every": 50},
+        "runs": [{"objective": "iwae"}]}
+
+API = """
+from explorer import Session, load_preset
+session = Session(load_preset("mode-seeking", ["view.grid=100"]))
+session.step(300)
+for run in session.snapshot().runs:
+    m = run.metrics
+"""
+
+
+def _spec(n_points: int) -> dict:
+    return {"base": BASE, "axes": {"seed": list(range(n_points // 2)), "runs.0.k": [4, 16]}}
+
+
+def _serial(spec: dict) -> float:
+    from explorer.core.sweep import expand, load_spec, run_point
+
+    t0 = time.perf_counter()
+    for point in expand(load_spec(spec)):
+        assert run_point(point.config)["status"] == "ok"
+    return time.perf_counter() - t0
+
+
+def _swept(spec: dict, scheduler: str | None) -> float:
+    from explorer.core.sweep_dask import run_sweep
+
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        table = run_sweep(spec, out, workers=None if scheduler else 2, scheduler=scheduler, progress=False)
+        seconds = time.perf_counter() - t0
+    assert table.failed == 0 and table.done == table.points
+    return seconds
+
+
+def row_sweep_throughput(opts: Options) -> list[Row]:
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    n_points, repeats = (4, 1) if opts.quick else (8, opts.reps(3, 1))
+    spec = _spec(n_points)
+    with_start, running = [], []
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                           silence_logs=logging.ERROR)
+    client = Client(cluster)
+    try:
+        _swept(spec, cluster.scheduler_address)  # warm the workers' imports
+        for _ in range(repeats):  # A, B, C interleaved
+            serial = _serial(spec)
+            with_start.append((serial, _swept(spec, None)))
+            running.append((serial, _swept(spec, cluster.scheduler_address)))
+    finally:
+        client.close()
+        cluster.close()
+    load = os.getloadavg()[0]
+    rows = []
+    for name, pairs in (("cluster start-up and close included", with_start), ("on a running cluster", running)):
+        ratios = [s / p for s, p in pairs]
+        med = statistics.median(ratios)
+        note = (f"{n_points} points of ~{statistics.median(s for s, _ in pairs) / n_points:.1f} s serial; "
+                f"{os.cpu_count()} CPUs, load {load:.1f}")
+        rows.append(Row(f"sweep, 2 workers ÷ serial loop ({name})", "ratio", med, min(ratios), max(ratios), "×",
+                        "≥ 1.7", med >= 1.7, len(ratios), note))
+    return rows
+
+
+def _seconds(args: list[str]) -> float:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("VAE_EXPLORER_THREADS", None)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, *args], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def row_api_against_cli(opts: Options) -> list[Row]:
+    """The README's API example ÷ ``run`` of the same scene and steps (the library sets torch's threads)."""
+    n = opts.reps(5, 1)
+    cli = ["main.py", "run", "--preset", "mode-seeking", "--set", "view.grid=100", "--steps", "300"]
+    ratios = [_seconds(["-c", API]) / _seconds(cli) for _ in range(n)]
+    med = statistics.median(ratios)
+    return [Row("README API example ÷ CLI run (300 steps, mode-seeking)", "ratio", med, min(ratios), max(ratios), "×",
+                "≤ 1.5", med <= 1.5, n, f"fresh processes, imports included; load {os.getloadavg()[0]:.1f}")]
+
+
+ROWS = [row_sweep_throughput, row_api_against_cli]
