@@ -356,7 +356,7 @@ def cmd_shot(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .core.sweep_dask import run_sweep
 
-    out = _check_out_dir(args.out)
+    out = Path(args.out)  # created (or refused, exit 2) once the spec is known to be good
     table = run_sweep(args.spec, out, workers=args.workers, scheduler=args.scheduler, overrides=args.overrides)
     print(f"{table.points} points: {table.done} run now, {table.skipped} already finished, {table.failed} failed; "
           f"wrote {table.path}")

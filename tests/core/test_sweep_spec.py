@@ -160,3 +160,16 @@ def test_read_table_rejects_what_is_not_a_sweep_table(tmp_path):
 def test_a_spec_file_round_trips_through_toml():
     text = (ROOT / "assets" / "sweeps" / "fixed-budget.toml").read_text(encoding="utf-8")
     assert load_spec(tomllib.loads(text)).axis_keys == ["seed", "runs.0.objective", "runs.0.m", "runs.0.k"]
+
+
+def test_the_out_folder_is_made_only_for_a_good_spec_and_must_be_a_folder(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[axes]\nseed = []\n[base]\n", encoding="utf-8")
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+    good = tmp_path / "good.toml"
+    good.write_text("[axes]\nseed = [0]\n[base]\nsteps = 1\n", encoding="utf-8")
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["sweep", str(good), "--out", str(tmp_path / "file")]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
