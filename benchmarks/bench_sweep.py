@@ -19,7 +19,7 @@ from benchmarks import Options, Row
 
 ROOT = Path(__file__).resolve().parent.parent
 
-BASE = {"steps": 1000, "device": "cpu", "problem": {"name": "gaussian", "learn_decoder": True},
+BASE = {"steps": 3000, "device": "cpu", "problem": {"name": "gaussian", "learn_decoder": True},
         "train": {"batch_size": 64, "lr": 0.001, "encoder": "linear"},
         "view": {"grid": 64, "samples": 100, "snr_every": 250, "snr_replicates": 64, "log_every": 50},
         "runs": [{"objective": "iwae"}]}

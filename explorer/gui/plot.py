@@ -295,6 +295,16 @@ def _draw_line(plot: pg.PlotItem, legend: pg.LegendItem, line: Line, index: int,
                                      pen=style.pen(color, theme.W_REFERENCE)))
 
 
+def _dodged(positions: list[np.ndarray]) -> list[np.ndarray]:
+    """The lines' x positions, line i moved by (i − centre) · DODGE of the x range: lines sharing an x
+    (and their intervals) sit side by side instead of on top of each other."""
+    if not positions:
+        return positions
+    every = np.concatenate(positions)
+    width = float(every.max() - every.min()) if len(every) else 0.0
+    return [xs + (i - (len(positions) - 1) / 2) * DODGE * (width or 1.0) for i, xs in enumerate(positions)]
+
+
 def _references(plot: pg.PlotItem, legend: pg.LegendItem, lines: list[Line], style: Style) -> None:
     """The K^(+½) and K^(−½) lines of the theory, through the centre of the data (log10 space)."""
     xs = np.concatenate([np.log10(np.asarray(line.x, float)) for line in lines])
@@ -325,10 +335,10 @@ def plot_snr(source: str | os.PathLike | SweepTable, out: str | os.PathLike, *, 
             what = SNR_METRICS.get(metric, metric)
             head = f"gradient SNR, {what}" if title is None else f"{title}: {what}"
             plot, legend = canvas.panel(col, head, "K (particles)", "SNR (mean over parameters)", True, True)
-            for i, line in enumerate(lines):
+            positions = _dodged([np.log10(np.asarray(line.x, float)) for line in lines])
+            for i, (line, xs) in enumerate(zip(lines, positions)):
                 slope = "" if math.isnan(line.slope) else f", slope {line.slope:+.2f}".replace("-", "−")
-                _draw_line(plot, legend, line, i, canvas.style, np.log10(np.asarray(line.x, float)), True,
-                           line.label + slope)
+                _draw_line(plot, legend, line, i, canvas.style, xs, True, line.label + slope)
             _references(plot, legend, lines, canvas.style)
         return canvas.write(out)
     finally:
@@ -354,13 +364,11 @@ def plot_metric(source: str | os.PathLike | SweepTable, out: str | os.PathLike, 
     try:
         plot, legend = canvas.panel(0, title or f"{metric} against {x}", x, METRIC_LABELS.get(metric, metric),
                                     log_x, False)
-        positions = [np.array([categories.index(str(v)) for v in line.x], float) if not numeric
-                     else np.log10(np.asarray(line.x, float)) if log_x else np.asarray(line.x, float) for line in lines]
-        every = np.concatenate(positions)
-        width = float(every.max() - every.min()) or 1.0
+        positions = _dodged([np.array([categories.index(str(v)) for v in line.x], float) if not numeric
+                             else np.log10(np.asarray(line.x, float)) if log_x else np.asarray(line.x, float)
+                             for line in lines])
         for i, (line, xs) in enumerate(zip(lines, positions)):
-            dodge = (i - (len(lines) - 1) / 2) * DODGE * width
-            _draw_line(plot, legend, line, i, canvas.style, xs + dodge, False, line.label)
+            _draw_line(plot, legend, line, i, canvas.style, xs, False, line.label)
         if categories:
             plot.getAxis("bottom").setTicks([list(enumerate(categories))])
         return canvas.write(out)

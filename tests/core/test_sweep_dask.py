@@ -151,3 +151,36 @@ def test_a_scheduler_that_is_not_there_is_bad_input(tmp_path, capsys):
     assert main(["sweep", str(Path(__file__).parents[2] / "assets" / "sweeps" / "snr-vs-k.toml"), "--out",
                  str(tmp_path), "--scheduler", "tcp://127.0.0.1:9"]) == 2
     assert "--scheduler: cannot connect to 'tcp://127.0.0.1:9'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_keeps_what_finished_and_the_next_invocation_finishes(tmp_path):
+    """SIGINT to the whole process group, as a terminal's Ctrl+C: exit 130, the finished points in the
+    table, no traceback; the same command again runs only the rest."""
+    import glob
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[2]
+    spec = tmp_path / "spec.toml"
+    spec.write_text(tomli_w.dumps({"base": {**TINY, "steps": 300}, "axes": {"seed": list(range(12))}}), encoding="utf-8")
+    command = [sys.executable, "main.py", "sweep", str(spec), "--out", str(tmp_path / "out"), "--workers", "2"]
+    proc = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not glob.glob(str(tmp_path / "out" / "points" / "*" / "result.json")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted by SIGINT" in out and "Traceback" not in err
+    done = len(glob.glob(str(tmp_path / "out" / "points" / "*" / "result.json")))
+    assert 1 <= done < 12
+    assert (tmp_path / "out" / "results.csv").read_text().count("\n") > 1
+    again = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and f"{12 - done} run now, {done} already finished" in again.stdout
