@@ -58,15 +58,14 @@ def _swept(spec: dict, scheduler: str | None) -> float:
 
 
 def row_sweep_throughput(opts: Options) -> list[Row]:
-    import logging
+    from distributed import Client
 
-    from distributed import Client, LocalCluster
+    from explorer.core.sweep_dask import local_cluster
 
     n_points, repeats = (4, 1) if opts.quick else (8, opts.reps(3, 1))
     spec = _spec(n_points)
     with_start, running = [], []
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           silence_logs=logging.ERROR)
+    cluster = local_cluster(2)
     client = Client(cluster)
     try:
         _swept(spec, cluster.scheduler_address)  # warm the workers' imports

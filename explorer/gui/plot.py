@@ -26,10 +26,10 @@ from explorer.core.errors import ConfigError
 from explorer.core.sweep import PLOT_KINDS, SweepTable, parse_cell, read_table
 
 from . import export, theme
+from .shot import STYLES, _application
 from .theme import Style
 
 KINDS = (*PLOT_KINDS, "curves")
-STYLES = ("normal", "talk")
 PANEL_SIZE = (700, 520)  # pixels of one panel on the offscreen screen; PNG width defaults to the figure's
 SNR_METRICS = {"snr_encoder": "encoder φ", "snr_decoder": "decoder θ"}
 # axis labels of the metrics (snapshot.METRICS' meanings)
@@ -225,8 +225,6 @@ class _Canvas:
             raise ConfigError(f"--style: unknown style {style!r} (choose from {', '.join(STYLES)})")
         if width is not None and not 64 <= width <= 16384:
             raise ConfigError(f"--width: must be in 64..16384 pixels, got {width}")
-        from .shot import _application
-
         self.app = _application()
         self.size = (PANEL_SIZE[0] * n_panels, PANEL_SIZE[1])
         self.width = width
