@@ -17,10 +17,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from .budget import check_session
 from .config import Config, ConfigError, RunConfig, TrainConfig, config_from_dict, config_to_dict
 from .diagnostics import ess_frac, gradient_snr, snr_floor
 from .grid import Grid, PosteriorGrid, grid_stats, make_grid, posterior_grid
-from .history import MetricHistory
+from .history import ROW_COLUMNS, MetricHistory
 from .models import Encoder, make_encoder
 from .objectives import OBJECTIVES, compute_losses, draw, log_mean_exp, normalised_weights
 from .problems import Decoder, Problem, make_problem
@@ -41,9 +42,13 @@ from .seeding import PROBE as _PROBE
 from .seeding import TRAIN as _TRAIN
 from .seeding import VIEW as _VIEW
 from .seeding import Seeder, derive
+from . import rendering
 from .session_state import check_session_state
 from .snapshot import METRICS, ModeView, RunView, Snapshot
 from .threads import ensure_default_threads
+
+
+REPR_WIDTH = 1200  # pixels of the figure Jupyter shows inline
 
 
 class RunFailure(RuntimeError):
@@ -253,9 +258,13 @@ class Session:
         idx = torch.randperm(n, generator=self._seeded(self.step_count, _BATCH), device=self.device)[:size]
         return self.data[idx]
 
-    def step(self, n: int = 1) -> None:
-        """Train every run n steps in lockstep. Logs metrics every ``view.log_every`` steps."""
-        for _ in range(int(n)):
+    def step(self, n: int = 1, progress: Callable[[int, int], Any] | None = None) -> None:
+        """Train every run n steps in lockstep. Logs metrics every ``view.log_every`` steps.
+
+        ``progress(done, n)``, when given, is called after each step (``done`` of the ``n`` steps of
+        this call), e.g. ``lambda done, n: bar.update(1)`` for a tqdm bar."""
+        n = int(n)
+        for done in range(1, n + 1):
             t0 = time.perf_counter()
             batch = self._batch()
             for run in self.runs:
@@ -271,6 +280,8 @@ class Session:
                 self._probe_snr(batch)
             if self.step_count % self.config.view.log_every == 0:
                 self._record_metrics()
+            if progress is not None:
+                progress(done, n)
 
     def _batch_for(self, run: _Run, batch: Tensor) -> Tensor:
         size = run.train.batch_size
@@ -310,7 +321,8 @@ class Session:
                 run.snr = {"error": str(e).splitlines()[0]}  # type: ignore[dict-item]
                 continue
             run.snr = {"snr_encoder": res.encoder_mean, "snr_decoder": res.decoder_mean,
-                       "snr_encoder_median": res.encoder_median, "snr_decoder_median": res.decoder_median}
+                       "snr_encoder_median": res.encoder_median, "snr_decoder_median": res.decoder_median,
+                       "snr_step": float(self.step_count)}
 
     # ------------------------------------------------------------------ views and metrics
     @torch.no_grad()
@@ -447,10 +459,32 @@ class Session:
         self._job_warning = f"{getattr(job, 'name', 'a background job')} failed: {error.__class__.__name__}: {error}"
         self._version += 1
 
+    # ------------------------------------------------------------------ pictures
+    def render(self, path: str | os.PathLike | None = None, *, width: int | None = None, style: str = "normal",
+               panel: str | None = None) -> bytes | None:
+        """The window's figure of the current state, drawn offscreen: written to ``path`` (.png or .svg)
+        and None returned, or with no path the PNG's bytes. ``width`` in pixels (default 1600), ``style``
+        ``"normal"`` or ``"talk"`` (large fonts, thick lines), ``panel`` one panel's name. Needs PySide6:
+        the GUI layer draws it (``explorer`` installs the drawing function; core never imports Qt)."""
+        return rendering.render(self.snapshot(), path, width=width, style=style, panel=panel)
+
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter shows a session inline as its figure."""
+        return self.render(width=REPR_WIDTH)
+
     # ------------------------------------------------------------------ results
     def metric_rows(self) -> list[dict[str, Any]]:
-        """One row per logged step and run: run, step and METRICS (None where unknown)."""
+        """One row per logged step and run: run, step and history.ROW_COLUMNS (None where unknown)."""
         return self.history.rows.to_dicts()
+
+    def metrics_frame(self) -> Any:
+        """``metric_rows()`` as a pandas DataFrame (pandas is optional: ``pip install 'vae-explorer[pandas]'``)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("Session.metrics_frame() needs pandas, which is not installed: "
+                              "pip install 'vae-explorer[pandas]' (or pandas)") from None
+        return pd.DataFrame(self.metric_rows(), columns=["run", "step", *ROW_COLUMNS])
 
     def final_metrics(self, run: int) -> dict[str, Any]:
         view = self.snapshot().runs[run]

@@ -22,6 +22,7 @@ import pytest
 from explorer import cli_runtime
 from explorer.cli import main
 from explorer.cli_runtime import RunFolder
+from explorer.core import files
 from explorer.core.sanity import assess_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ def _check_unit(folder: Path) -> dict:
     assert _files(folder) == ["metrics.csv", "summary.json"]
     summary = _summary(folder)
     data = (folder / "metrics.csv").read_bytes()
-    assert summary["outputs"]["metrics.csv"] == cli_runtime.file_digest(data)
+    assert summary["outputs"]["metrics.csv"] == files.file_digest(data)
     return summary
 
 
