@@ -25,12 +25,12 @@ import torch
 from torch import Tensor
 
 from .config import Config, ConfigError, RunConfig, TrainConfig, config_from_dict, config_to_dict, default_run_name
-from .diagnostics import ess_frac, gradient_snr, snr_floor
-from .grid import Grid, PosteriorGrid, grid_stats, make_grid, posterior_grid
+from .diagnostics import gradient_snr, snr_floor
 from .models import Encoder, make_encoder
-from .objectives import OBJECTIVES, compute_losses, draw, log_mean_exp, normalised_weights
+from .objectives import OBJECTIVES, compute_losses, draw
 from .problems import Decoder, Problem, make_problem
-from .snapshot import METRICS, ModeView, RunView, Snapshot
+from .snapshot import METRICS, RunView, Snapshot
+from .views import Viewer, box_centres
 
 # purposes of the derived seeds
 _BATCH, _TRAIN, _PROBE, _VIEW = 1, 2, 3, 4
@@ -203,7 +203,7 @@ class Session:
         data_gen = torch.Generator().manual_seed(_derive(config.seed, "data"))
         self.data = self.problem.sample_data(config.problem.n_data, data_gen).to(self.device)
         self.observation = config.problem.observation
-        self.grid: Grid = make_grid(self.problem.box, config.view.grid, device=self.device)
+        self._viewer = Viewer(self.problem, config.view.grid, config.view.samples, self.device, config.problem.decoder)
         self.runs = [self._make_run(i) for i in range(len(config.runs))]
         self.step_count = 0
         self._history: dict[str, dict[str, _Series]] = {r.cfg.name: {} for r in self.runs}
@@ -212,8 +212,6 @@ class Session:
         self._rate = 0.0
         self._view_cache: tuple[int, int, Snapshot] | None = None
         self._views_cache: tuple[tuple[int, int], tuple[RunView, ...]] | None = None
-        self._posterior_cache: dict[tuple[int, str], PosteriorGrid | None] = {}
-        self._post_f32: tuple[np.ndarray, np.ndarray] | None = None  # (cached float64 posterior, float32 copy)
         self._version = 0  # bumped by anything that changes the view without a step
         self._gen = torch.Generator(device=self.device)
         if config.view.snr_every:
@@ -406,82 +404,10 @@ class Session:
                        "snr_encoder_median": res.encoder_median, "snr_decoder_median": res.decoder_median}
 
     # ------------------------------------------------------------------ views and metrics
-    @torch.no_grad()
     def _view_run(self, run: _Run) -> RunView:
         x_obs = self.data[self.observation : self.observation + 1]
-        pts = self.grid.points[:, None, :]  # [n², 1, 2] against a batch of one observation
-        n = self.grid.n
-        log_q = run.encoder.log_prob(pts, x_obs).reshape(n, n).double().cpu().numpy()
-        stats = grid_stats(None, log_q, self.grid, posterior=self._posterior(run, x_obs))
-
-        k, m = run.cfg.k, run.m
-        gen = self._seeded(self.step_count, _VIEW, m, k, self.observation)
-        eps = torch.randn((m, k, 1, 2), generator=gen, device=self.device)
-        particles = draw(run.decoder, run.encoder, x_obs, eps)
-        log_w = particles.log_w  # [M, K, 1]
-        samples = self.config.view.samples
-        if samples:
-            eps_s = torch.randn((samples, 1, 2), generator=gen, device=self.device)
-            q_samples = run.encoder.rsample(x_obs, eps_s)[0][:, 0].cpu().numpy()
-        else:
-            q_samples = np.zeros((0, 2), np.float32)
-        metrics = {
-            "log_px": stats.log_px, "kl_qp": stats.kl_qp, "kl_pq": stats.kl_pq,
-            "elbo": float(log_w.mean()), "bound": float(log_mean_exp(log_w).mean()),
-            "ess_frac": float(ess_frac(log_w).mean()), "elbo_exact": stats.elbo_exact, "q_mass": stats.q_mass,
-            "n_modes": float(len(stats.modes)), "modes_covered": float(sum(md.q_mass >= 0.05 for md in stats.modes)),
-        }
-        metrics.update({k_: v for k_, v in run.snr.items() if isinstance(v, float)})
-        metrics = {k_: v for k_, v in metrics.items() if math.isfinite(v)}
-        warnings = list(stats.warnings)
-        if "error" in run.snr:
-            warnings.append(f"SNR probe skipped: {run.snr['error']}")
-        if run.diverged_step is not None:
-            warnings.append(f"diverged at step {run.diverged_step} ({run.diverged_reason}); showing its last finite state")
-        view = RunView(
-            index=run.index, name=run.cfg.name, objective=run.cfg.objective, encoder=run.train.encoder,
-            k=k, m=m, beta=run.cfg.beta, alpha=run.cfg.alpha, lr=run.train.lr,
-            q_samples=q_samples.astype(np.float32),
-            particles=particles.z[0, :, 0].cpu().numpy().astype(np.float32),
-            weights=normalised_weights(log_w)[0, :, 0].cpu().numpy().astype(np.float64),
-            log_post=self._float32(stats.log_post), log_q=stats.log_q.astype(np.float32),
-            metrics=metrics, modes=tuple(ModeView(md.center, md.p_mass, md.q_mass) for md in stats.modes),
-            diverged_step=run.diverged_step, warnings=tuple(warnings),
-        )
-        finite_grids = np.isfinite(view.log_post).any() and not np.isnan(view.log_q).any()
-        if not finite_grids or not np.isfinite(view.q_samples).all() or not np.isfinite(view.weights).all():
-            if run.last_view is not None:  # never show a non-finite picture: keep the last good one
-                return dataclasses.replace(run.last_view, diverged_step=run.diverged_step, warnings=tuple(warnings))
-            view = dataclasses.replace(
-                view, q_samples=np.nan_to_num(view.q_samples), weights=np.nan_to_num(view.weights),
-                log_post=np.nan_to_num(view.log_post, nan=-1e30, neginf=-1e30, posinf=0.0),
-                log_q=np.nan_to_num(view.log_q, nan=-1e30, neginf=-1e30, posinf=0.0))
-        run.last_view = view
-        return view
-
-    def _float32(self, log_post: np.ndarray) -> np.ndarray:
-        """The float32 copy of a grid posterior, made once while the posterior is cached (frozen decoder):
-        every snapshot then holds the same read-only array, which the GUI recognises without comparing."""
-        cached = self._post_f32
-        if cached is not None and cached[0] is log_post:
-            return cached[1]
-        out = log_post.astype(np.float32)
-        out.flags.writeable = False
-        if any(post is not None and post.log_post is log_post for post in self._posterior_cache.values()):
-            self._post_f32 = (log_post, out)
-        return out
-
-    def _posterior(self, run: _Run, x_obs: Tensor) -> PosteriorGrid | None:
-        """p_θ(z|x_obs) on the grid. With a frozen decoder it never changes: computed once per observation."""
-        frozen = not run.theta
-        key = (self.observation, self.config.problem.decoder)
-        if frozen and key in self._posterior_cache:
-            return self._posterior_cache[key]
-        log_joint = run.decoder.log_joint(x_obs, self.grid.points[:, None, :])
-        post = posterior_grid(log_joint.reshape(self.grid.n, self.grid.n).double().cpu().numpy(), self.grid)
-        if frozen:
-            self._posterior_cache[key] = post
-        return post
+        gen = self._seeded(self.step_count, _VIEW, run.m, run.cfg.k, self.observation)
+        return self._viewer.run_view(run, x_obs, gen)
 
     def _views(self) -> tuple[RunView, ...]:
         """Every run's view of the current state, evaluated once per (step, version)."""
@@ -509,6 +435,7 @@ class Session:
             snap = self._view_cache[2]
             return dataclasses.replace(snap, paused=self.paused, steps_per_s=self._rate)
         runs = self._views()
+        z1, z2 = box_centres(self.problem.box, self.config.view.grid)
         warnings = []
         for v in runs:
             warnings += [f"{v.name}: {w}" for w in v.warnings]
@@ -519,7 +446,7 @@ class Session:
         snap = Snapshot(
             step=self.step_count, title=self.config.title, description=self.config.description,
             problem=self.problem.name, device=str(self.device), box=self.problem.box,
-            z1=self.grid.z1.astype(np.float32), z2=self.grid.z2.astype(np.float32),
+            z1=z1.astype(np.float32), z2=z2.astype(np.float32),
             data=self.data.cpu().numpy().astype(np.float32), observation=self.observation, runs=runs,
             history=history, snr_replicates=self.config.view.snr_replicates,
             snr_floor=snr_floor(self.config.view.snr_replicates), steps_per_s=self._rate, paused=self.paused,
@@ -608,6 +535,7 @@ class Session:
         view = self.snapshot().runs[run]
         out: dict[str, Any] = {name: view.metrics.get(name) for name in
                                ("log_px", "elbo", "bound", "kl_qp", "kl_pq", "ess_frac", "snr_encoder", "snr_decoder")}
+        out["approximate"] = view.approximate
         out["diverged"] = self.runs[run].diverged_step is not None
         out["diverged_step"] = self.runs[run].diverged_step
         out.update({name: view.metrics.get(name) for name in METRICS if name not in out})

@@ -1,0 +1,437 @@
+"""Exact quantities with error bars, over regions that follow the mass (design.md, "Exact quantities").
+
+For one observation x, with f(z) = log p_θ(x, z) and q(z) = q_φ(z|x):
+
+- **log p(x)** = log ∫ e^f dz by adaptive cubature in z. A coarse search finds the box that holds the
+  posterior's mass (growing towards the mass, zooming in on it); the box is cut into tiles, and the tiles
+  with the largest error estimate are split into four until the estimate meets its goal, so a posterior
+  much narrower than the box, or a funnel's neck, is resolved where it is. The search's coarse grid also
+  estimates the mass outside the box, which is added in and counted in full as error.
+- **KL(p‖q)** = E_p[f − log q] − log p(x) on the same nodes (log q is evaluated there).
+- **The exact ELBO** = E_q[f − log q], by the same adaptive cubature in the encoder's noise space: every
+  encoder is z = T_φ(ε; x) with ε ~ N(0, I) and gives log q(T_φ(ε)) exactly, so
+  E_q[h(z)] = ∫ N(ε) h(T_φ(ε)) dε over ε ∈ [−c, c]², plus the part of N(ε) outside the square by Monte Carlo
+  with exact conditional tail draws. This needs no box in z, however broad q is compared with p.
+- **KL(q‖p)** = log p(x) − ELBO.
+
+Each tile carries the tensor 15-point Gauss–Kronrod rule and, on 7 × 7 of those nodes, the embedded
+7-point Gauss rule (QUADPACK's qk15 in each direction). Every quantity is computed with both; |K − G|
+(the error of the much cruder Gauss rule) is the quadrature error estimate, a deliberate overestimate for
+the smooth integrands here. The exact numbers carry these estimates; a number is called exact when its
+error is within ``tolerance(value)``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+Box = tuple[float, float, float, float]  # (z1_min, z1_max, z2_min, z2_max)
+LogDensity = Callable[[np.ndarray], np.ndarray]  # points [N, 2] float64 -> [N] float64 (−inf allowed)
+
+EXACT_ABS = 1e-3  # nats: an exact number's error is within max(EXACT_ABS, EXACT_REL·|value|)
+EXACT_REL = 1e-3
+
+SEARCH_N = 48  # nodes per side of the coarse search grid
+SEARCH_DEPTH = 36.0  # nats below the peak that the search box keeps (e^-36 ≈ 2e-16)
+SEARCH_ROUNDS = 24
+TILES = 4  # tiles per side of the first tiling
+P_GOAL = 1e-5  # relative error goal for ∫ e^f and ∫ e^f (f − peak) (≈ the error of log p(x))
+P_MAX_NODES = 60_000
+NEGLIGIBLE = 45.0  # nats: a tile whose largest node weight is this far below the total is dropped
+EPS_C = 8.0  # the ε-square [−c, c]²: N(0, I) puts 2.5e-15 outside it
+EPS_GOAL = 1e-5  # absolute error goal (nats) for E_q[log q − f]
+EPS_MAX_NODES = 12_000
+TAIL_SAMPLES = 64
+
+# QUADPACK qk15: Kronrod abscissae (x ≥ 0, descending) and weights; Gauss-7 weights on x[1], x[3], x[5], x[7]
+_XK = np.array([0.991455371120812639206854697526329, 0.949107912342758524526189684047851,
+                0.864864423359769072789712788640926, 0.741531185599394439863864773280788,
+                0.586087235467691130294144845693013, 0.405845151377397166906606412076961,
+                0.207784955007898467600689403773245, 0.0])
+_WK = np.array([0.022935322010529224963732008058970, 0.063092092629978553290700663189204,
+                0.104790010322250183839876322541518, 0.140653259715525918745189590510238,
+                0.169004726639267902826583426598550, 0.190350578064785409913256402421014,
+                0.204432940075298892414161999234649, 0.209482141084727828012999174891714])
+_WG = np.array([0.129484966168869693270611432679082, 0.279705391489276667901467771423780,
+                0.381830050505118944950369775488975, 0.417959183673469387755102040816327])
+GK_X = np.concatenate([-_XK[:-1], _XK[::-1]])  # [15] on [−1, 1], ascending
+GK_WK = np.concatenate([_WK[:-1], _WK[::-1]])
+GK_WG = np.zeros(15)
+GK_WG[1::2] = np.concatenate([_WG[:-1], _WG[::-1]])  # the Gauss nodes are the odd ones
+GK_N = 15 * 15
+
+
+def tolerance(value: float) -> float:
+    """The error within which a number is called exact."""
+    return max(EXACT_ABS, EXACT_REL * abs(value)) if math.isfinite(value) else EXACT_ABS
+
+
+def is_exact(value: float, err: float) -> bool:
+    return math.isfinite(value) and err <= tolerance(value)
+
+
+def hull(*boxes: Box) -> Box:
+    return (min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def pad(box: Box, frac: float) -> Box:
+    d1, d2 = frac * (box[1] - box[0]), frac * (box[3] - box[2])
+    return box[0] - d1, box[1] + d1, box[2] - d2, box[3] + d2
+
+
+def inside(points: np.ndarray, box: Box) -> np.ndarray:
+    return (points[:, 0] >= box[0]) & (points[:, 0] <= box[1]) & (points[:, 1] >= box[2]) & (points[:, 1] <= box[3])
+
+
+# --------------------------------------------------------------------------- nodes
+@dataclass(frozen=True)
+class Nodes:
+    """Cubature nodes: the Kronrod weight of each node and the Gauss rule's weight as a ratio to it (0 off
+    the Gauss nodes; 1 for nodes outside any tile, which both rules count alike)."""
+
+    points: np.ndarray  # [N, 2]
+    log_w: np.ndarray  # [N] log Kronrod weight (including the tile's area)
+    gauss: np.ndarray  # [N] Gauss weight / Kronrod weight
+
+    def __len__(self) -> int:
+        return len(self.log_w)
+
+    def subset(self, keep: np.ndarray) -> "Nodes":
+        return Nodes(self.points[keep], self.log_w[keep], self.gauss[keep])
+
+    @staticmethod
+    def concat(*parts: "Nodes") -> "Nodes":
+        return Nodes(np.concatenate([p.points for p in parts]), np.concatenate([p.log_w for p in parts]),
+                     np.concatenate([p.gauss for p in parts]))
+
+
+_GK_LOG_W = np.log(np.outer(GK_WK, GK_WK)).ravel() - math.log(4.0)  # on [−1, 1]², per unit area
+_GK_RATIO = (np.outer(GK_WG, GK_WG) / np.outer(GK_WK, GK_WK)).ravel()
+
+
+def gk_nodes(boxes: np.ndarray) -> Nodes:
+    """The 15 × 15 Gauss–Kronrod nodes of each box in ``boxes`` [T, 4], tile by tile (row-major inside)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    u = 0.5 * (GK_X + 1.0)
+    z1 = boxes[:, 0, None] + (boxes[:, 1] - boxes[:, 0])[:, None] * u  # [T, 15]
+    z2 = boxes[:, 2, None] + (boxes[:, 3] - boxes[:, 2])[:, None] * u
+    points = np.stack(np.broadcast_arrays(z1[:, :, None], z2[:, None, :]), -1).reshape(-1, 2)
+    area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
+    log_w = (np.log(area)[:, None] + _GK_LOG_W[None, :]).ravel()
+    return Nodes(points, log_w, np.tile(_GK_RATIO, len(boxes)))
+
+
+def midpoint_nodes(box: Box, n: int) -> Nodes:
+    """The n × n midpoint grid over ``box`` (row-major over (i₁, i₂)): the search's grid."""
+    h1, h2 = (box[1] - box[0]) / n, (box[3] - box[2]) / n
+    z1 = box[0] + h1 * (np.arange(n) + 0.5)
+    z2 = box[2] + h2 * (np.arange(n) + 0.5)
+    points = np.stack(np.meshgrid(z1, z2, indexing="ij"), -1).reshape(-1, 2)
+    return Nodes(points, np.full(n * n, math.log(h1 * h2)), np.ones(n * n))
+
+
+def _tiling(box: Box, k: int) -> np.ndarray:
+    e1, e2 = np.linspace(box[0], box[1], k + 1), np.linspace(box[2], box[3], k + 1)
+    return np.array([(e1[i], e1[i + 1], e2[j], e2[j + 1]) for i in range(k) for j in range(k)])
+
+
+def _quarters(boxes: np.ndarray) -> np.ndarray:
+    a, b, c, d = boxes.T
+    m1, m2 = 0.5 * (a + b), 0.5 * (c + d)
+    return np.stack([np.stack(q, -1) for q in ((a, m1, c, m2), (a, m1, m2, d), (m1, b, c, m2), (m1, b, m2, d))],
+                    1).reshape(-1, 4)
+
+
+# --------------------------------------------------------------------------- adaptive cubature
+@dataclass(frozen=True)
+class Cubature:
+    """∫ e^{a(z)} v_c(z) dz for each column c of v, on adaptively split Gauss–Kronrod tiles."""
+
+    tiles: np.ndarray  # [T, 4]
+    nodes: Nodes
+    a: np.ndarray  # [N] log of the integrand's weight part (−inf allowed)
+    v: np.ndarray  # [N, C]
+    shift: float  # e^{a − shift} is what was summed (shift = max of a at the first tiling)
+
+    def tile_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per tile, Kronrod and Gauss sums of e^{a − shift}·v: [T, C] each."""
+        w = np.exp(self.a - self.shift + self.nodes.log_w)
+        wv = (w[:, None] * self.v).reshape(len(self.tiles), GK_N, -1)
+        return wv.sum(1), (wv * self.nodes.gauss.reshape(len(self.tiles), GK_N, 1)).sum(1)
+
+
+Integrand = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # points -> (a [N], v [N, C])
+
+
+def adaptive(integrand: Integrand, tiles: np.ndarray, goal: Callable[[np.ndarray], np.ndarray],
+             max_nodes: int) -> Cubature:
+    """Split the tiles with the largest |K − G| into quarters until Σ|K − G| ≤ goal(Σ K) in every column
+    (``goal`` maps the column totals [C] to allowed errors [C]) or the node budget is spent."""
+    nodes = gk_nodes(tiles)
+    a, v = integrand(nodes.points)
+    finite = a[np.isfinite(a)]
+    shift = float(finite.max() + nodes.log_w.max()) if finite.size else 0.0
+    cub = Cubature(tiles, nodes, a, v, shift)
+    while True:
+        k, g = cub.tile_sums()
+        err = np.abs(k - g)  # [T, C]
+        if not np.all(np.isfinite(err)):
+            return cub
+        allowed = goal(k.sum(0))
+        if np.all(err.sum(0) <= allowed) or len(cub.nodes) + 3 * GK_N > max_nodes:
+            return cub
+        score = (err / np.maximum(allowed, 1e-300)).sum(1)
+        order = np.argsort(-score)
+        cum = np.cumsum(score[order])
+        chosen = order[: int(np.searchsorted(cum, 0.8 * cum[-1])) + 1][: max(1, (max_nodes - len(cub.nodes)) // (3 * GK_N))]
+        children = _quarters(cub.tiles[chosen])
+        child_nodes = gk_nodes(children)
+        child_a, child_v = integrand(child_nodes.points)
+        keep = np.ones(len(cub.tiles), bool)
+        keep[chosen] = False
+        keep_nodes = np.repeat(keep, GK_N)
+        cub = Cubature(np.concatenate([cub.tiles[keep], children]), Nodes.concat(cub.nodes.subset(keep_nodes), child_nodes),
+                       np.concatenate([cub.a[keep_nodes], child_a]), np.concatenate([cub.v[keep_nodes], child_v]), shift)
+
+
+# --------------------------------------------------------------------------- the search
+@dataclass(frozen=True)
+class Search:
+    box: Box  # where the mass is: every search node within SEARCH_DEPTH of the peak, padded by a cell
+    nodes: Nodes  # the last coarse grid (it contains ``box``)
+    log_f: np.ndarray  # f at those nodes
+    converged: bool  # False when the rounds ran out with near-peak nodes still on the grid's edge
+
+
+def search(log_f: LogDensity, seed: Box, n: int = SEARCH_N, depth: float = SEARCH_DEPTH,
+           rounds: int = SEARCH_ROUNDS) -> Search | None:
+    """Find the box holding the mass of e^f: coarse n × n grids that grow (by their width) on each side
+    where near-peak nodes touch the edge, and zoom in on the near-peak nodes' bounding box. A peak narrower
+    than a cell still shows as its nearest node's value, so zooming finds it. None when f is −inf (or NaN)
+    at every node it looked at."""
+    box = seed
+    last: tuple[Nodes, np.ndarray, Box] | None = None
+    for _ in range(rounds):
+        nodes = midpoint_nodes(box, n)
+        values = log_f(nodes.points)
+        grid = np.where(np.isfinite(values), values, -np.inf).reshape(n, n)
+        if not np.isfinite(grid.max()):
+            box = pad(box, 0.5)
+            continue
+        last = (nodes, values, box)
+        keep = grid >= grid.max() - depth
+        grow = (keep[0].any(), keep[-1].any(), keep[:, 0].any(), keep[:, -1].any())
+        if any(grow):
+            w1, w2 = box[1] - box[0], box[3] - box[2]
+            box = (box[0] - w1 * grow[0], box[1] + w1 * grow[1], box[2] - w2 * grow[2], box[3] + w2 * grow[3])
+            continue
+        h1, h2 = (box[1] - box[0]) / n, (box[3] - box[2]) / n
+        rows, cols = np.flatnonzero(keep.any(1)), np.flatnonzero(keep.any(0))
+        mass_box = (box[0] + h1 * (rows[0] - 1), box[0] + h1 * (rows[-1] + 2),
+                    box[2] + h2 * (cols[0] - 1), box[2] + h2 * (cols[-1] + 2))
+        if min((mass_box[1] - mass_box[0]) / (box[1] - box[0]), (mass_box[3] - mass_box[2]) / (box[3] - box[2])) < 0.6:
+            box = mass_box
+            continue
+        return Search(mass_box, nodes, values, True)
+    if last is None:
+        return None
+    return Search(last[2], last[0], last[1], False)
+
+
+# --------------------------------------------------------------------------- the posterior
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    err: float
+
+    @property
+    def exact(self) -> bool:
+        return is_exact(self.value, self.err)
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """∫ e^f over the tiles and over the coarse nodes outside them, with what KL(p‖q) needs each frame.
+    Depends on θ and x only: a session with a frozen decoder computes it once per observation."""
+
+    log_px: Estimate
+    box: Box  # the integration box (the first tiling's hull)
+    points: np.ndarray  # [N, 2] the nodes that carry mass: the tiles', then the coarse nodes outside the box
+    weights: np.ndarray  # [2, N] p(z|x) at each node under the Kronrod rule and under the Gauss rule (each sums to 1)
+    neg_entropy: np.ndarray  # [2] E_p[log p(z|x)] under each rule
+    n_tail: int  # the last n_tail nodes are the coarse ones outside the box
+    tail_log_post: np.ndarray  # [n_tail] log p(z|x) at those
+    tail_mass: float  # the outside nodes' share of the mass: an estimate, counted in full as error
+    converged: bool  # False when the search ran out of rounds: the errors are then unbounded (inf)
+    reason: str  # why log p(x) is not exact, "" when it is
+
+
+def integrate_posterior(log_f: LogDensity, seed: Box, box: Box | None = None, goal: float = P_GOAL,
+                        max_nodes: int = P_MAX_NODES) -> Posterior | None:
+    """log p(x) = log ∫ e^f and the nodes for KL(p‖q). ``box`` forces the integration box (for tests: the
+    error must grow when it is too small); by default the search decides. None when f is −inf everywhere."""
+    found = search(log_f, seed if box is None else hull(seed, box))
+    if found is None:
+        return None
+    box = found.box if box is None else box
+    peak = float(np.max(np.where(np.isfinite(found.log_f), found.log_f, -np.inf)))
+
+    def integrand(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        f = log_f(points)
+        return f, np.stack([np.ones(len(f)), np.where(np.isfinite(f), f - peak, 0.0)], -1)
+
+    def allowed(totals: np.ndarray) -> np.ndarray:  # relative to the mass, for both columns
+        return np.full(2, goal * abs(totals[0]))
+
+    cub = adaptive(integrand, _tiling(box, TILES), allowed, max_nodes)
+    k, g = cub.tile_sums()
+    total = float(k[:, 0].sum())
+    if not (math.isfinite(total) and total > 0):
+        return None
+    # nodes whose weight is negligible under both rules carry nothing (their mass is counted as error)
+    node_a = np.nan_to_num(cub.a - cub.shift + cub.nodes.log_w, nan=-np.inf) + np.log(np.maximum(cub.nodes.gauss, 1.0))
+    alive = node_a >= math.log(total) - NEGLIGIBLE
+    dropped = float(np.exp(node_a[~alive]).sum())
+    # the coarse search nodes outside the box estimate the rest of the posterior's mass
+    outside = ~inside(found.nodes.points, box)
+    tail_f = np.where(np.isfinite(found.log_f[outside]), found.log_f[outside], -np.inf)
+    tail_a = tail_f - cub.shift + found.nodes.log_w[outside]
+    tail_mass = float(np.exp(tail_a).sum())
+    carry = tail_a >= math.log(total) - NEGLIGIBLE
+    z = total + tail_mass
+    log_px = math.log(z) + cub.shift
+    quad = abs(float(k[:, 0].sum() - g[:, 0].sum())) / z
+    trunc = (tail_mass + dropped) / z
+    err = quad + trunc if found.converged else math.inf
+    reason = ""
+    if not is_exact(log_px, err):
+        reason = "posterior mass beyond the search region" if trunc >= quad else "posterior too narrow to resolve"
+
+    f = np.concatenate([cub.a[alive], tail_f[carry]])
+    kronrod = np.exp(np.concatenate([cub.a[alive] - cub.shift + cub.nodes.log_w[alive], tail_a[carry]]))
+    raw = np.stack([kronrod, kronrod * np.concatenate([cub.nodes.gauss[alive], np.ones(int(carry.sum()))])])
+    mass = raw.sum(1)  # [2]: each rule's ∫ e^{f − shift}
+    weights = raw / mass[:, None]
+    neg_entropy = weights @ np.where(kronrod > 0, f, 0.0) - (np.log(mass) + cub.shift)
+    return Posterior(Estimate(log_px, err), box, np.concatenate([cub.nodes.points[alive], found.nodes.points[outside][carry]]),
+                     weights, neg_entropy, int(carry.sum()), f[len(f) - int(carry.sum()):] - log_px, tail_mass / z,
+                     found.converged, reason)
+
+
+def kl_pq(post: Posterior, log_q: np.ndarray) -> Estimate:
+    """KL(p‖q) = E_p[log p(z|x)] − E_p[log q] from log q at ``post.points``; clipped at 0 (never negative).
+
+    Each rule normalises its own weights, so its KL is a consistent estimate; the error is |K − G| plus
+    the first-order change if the coarse outside nodes' weights were wrong by 100 %:
+    |Σ_tail π_i (log p(z_i|x) − log q(z_i) − KL)|."""
+    live = post.weights[0] > 0
+    if not np.all(np.isfinite(log_q[live])):
+        return Estimate(math.inf, 0.0)
+    log_q = np.where(live, log_q, 0.0)
+    kl = post.neg_entropy - post.weights @ log_q  # [2]: Kronrod, Gauss
+    tail = slice(len(log_q) - post.n_tail, len(log_q))
+    tail_part = abs(float(post.weights[0, tail] @ (post.tail_log_post - log_q[tail] - kl[0])))
+    err = abs(float(kl[0] - kl[1])) + tail_part if post.converged else math.inf
+    return Estimate(max(float(kl[0]), 0.0), err)
+
+
+# --------------------------------------------------------------------------- the q side, in noise space
+def eps_tail_mass(c: float) -> float:
+    """P(ε ∉ [−c, c]²) for ε ~ N(0, I₂)."""
+    return 1.0 - (1.0 - math.erfc(c / math.sqrt(2.0))) ** 2
+
+
+def tail_eps(c: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n exact draws of ε ~ N(0, I₂) conditioned on ε ∉ [−c, c]² ([n, 2]).
+
+    Outside = {|ε₁| > c} ∪ {|ε₁| ≤ c, |ε₂| > c}, with probabilities p and (1 − p)p, p = P(|ε_i| > c). The
+    one-sided tail N(0, 1 | ε > c) is drawn by Marsaglia's method: ε = √(c² − 2 log u₁), kept if u₂ ε < c."""
+    p1 = math.erfc(c / math.sqrt(2.0))
+    first = rng.random(n) < 1.0 / (2.0 - p1)
+
+    def tails(k: int) -> np.ndarray:
+        out = np.empty(0)
+        while len(out) < k:
+            u1, u2 = rng.random(2 * k + 8), rng.random(2 * k + 8)
+            x = np.sqrt(c * c - 2.0 * np.log1p(-u1))
+            out = np.concatenate([out, x[u2 * x < c]])
+        return out[:k] * np.where(rng.random(k) < 0.5, -1.0, 1.0)
+
+    def core(k: int) -> np.ndarray:
+        out = np.empty(0)
+        while len(out) < k:
+            x = rng.standard_normal(2 * k + 8)
+            out = np.concatenate([out, x[np.abs(x) <= c]])
+        return out[:k]
+
+    eps = np.empty((n, 2))
+    k = int(first.sum())
+    eps[first, 0], eps[first, 1] = tails(k), rng.standard_normal(k)
+    eps[~first, 0], eps[~first, 1] = core(n - k), tails(n - k)
+    return eps
+
+
+@dataclass(frozen=True)
+class QSide:
+    neg_elbo: Estimate  # E_q[log q − f]
+    nodes: int  # how many ε-nodes it took
+    reason: str  # why it is not exact, "" when it is
+
+
+QMap = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # ε [N, 2] -> (log q, f) at z = T_φ(ε) [N] each
+
+
+def _hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The n × n Gauss–Hermite rule for N(0, I₂): nodes [n², 2] and weights [n²] (summing to 1)."""
+    x, w = np.polynomial.hermite_e.hermegauss(n)
+    w = w / w.sum()
+    return np.stack(np.meshgrid(x, x, indexing="ij"), -1).reshape(-1, 2), np.outer(w, w).ravel()
+
+
+GH_FINE, GH_CHECK = _hermite(20), _hermite(14)
+GH_EPS = np.concatenate([GH_FINE[0], GH_CHECK[0]])  # the nodes q_side needs h at: [596, 2]
+
+
+def q_side(h: np.ndarray, q_map: QMap, rng: np.random.Generator, goal: float = EPS_GOAL) -> QSide:
+    """E_q[log q − f] = ∫ N(ε) h(T_φ(ε)) dε from h = log q − f at the images of ``GH_EPS``.
+
+    First the 20 × 20 Gauss–Hermite rule, checked against the 14 × 14 one (exact alike for polynomials of
+    degree ≤ 27 in ε, such as every Gaussian q against a polynomial log p(x, z)); their difference is the
+    error estimate. Where it exceeds ``goal``, adaptive Gauss–Kronrod cubature over ε ∈ [−c, c]² through
+    ``q_map``, plus P(ε outside)·mean(h) over exact conditional tail draws, whose standard error joins
+    the error."""
+    n_fine = len(GH_FINE[1])
+    if not np.all(np.isfinite(h)):
+        return QSide(Estimate(math.inf, 0.0), len(h), "")
+    fine, check = float(GH_FINE[1] @ h[:n_fine]), float(GH_CHECK[1] @ h[n_fine:])
+    if abs(fine - check) <= goal:
+        return QSide(Estimate(fine, abs(fine - check)), len(h), "")
+    return _q_side_adaptive(q_map, rng, goal)
+
+
+def _q_side_adaptive(q_map: QMap, rng: np.random.Generator, goal: float, c: float = EPS_C,
+                     max_nodes: int = EPS_MAX_NODES) -> QSide:
+    def integrand(eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        log_q, f = q_map(eps)
+        return -0.5 * (eps**2).sum(1) - math.log(2 * math.pi), (log_q - f)[:, None]
+
+    cub = adaptive(integrand, _tiling((-c, c, -c, c), TILES), lambda totals: np.array([goal]), max_nodes)
+    w = np.exp(cub.a + cub.nodes.log_w)
+    h = cub.v[:, 0]
+    if not np.all(np.isfinite(h[w > 0])):
+        return QSide(Estimate(math.inf, 0.0), len(cub.nodes), "")
+    k, g = float((w * h).sum()), float((w * cub.nodes.gauss * h).sum())
+    log_q, f = q_map(tail_eps(c, TAIL_SAMPLES, rng))
+    h_tail = log_q - f
+    if not np.all(np.isfinite(h_tail)):
+        return QSide(Estimate(math.inf, 0.0), len(cub.nodes), "")
+    p_out = eps_tail_mass(c)
+    value = k + p_out * float(np.mean(h_tail))
+    quad, se = abs(k - g), p_out * float(np.std(h_tail, ddof=1)) / math.sqrt(len(h_tail))
+    reason = ""
+    if not is_exact(value, quad + se):
+        reason = "q's far tails reach extreme log p(x, z)" if se >= quad else "q too irregular to integrate"
+    return QSide(Estimate(value, quad + se), len(cub.nodes) + len(h_tail), reason)
