@@ -35,14 +35,14 @@ EXACT_ABS = 1e-3  # nats: an exact number's error is within max(EXACT_ABS, EXACT
 EXACT_REL = 1e-3
 
 SEARCH_N = 48  # nodes per side of the coarse search grid
-SEARCH_DEPTH = 36.0  # nats below the peak that the search box keeps (e^-36 ≈ 2e-16)
+SEARCH_DEPTH = 32.0  # nats: the search box keeps every cell with at least e^-32 of the heaviest cell's mass
 SEARCH_ROUNDS = 24
 TILES = 4  # tiles per side of the first tiling
 P_GOAL = 1e-5  # relative error goal for ∫ e^f and ∫ e^f (f − peak) (≈ the error of log p(x))
 P_MAX_NODES = 60_000
 NEGLIGIBLE = 45.0  # nats: a tile whose largest node weight is this far below the total is dropped
 EPS_C = 8.0  # the ε-square [−c, c]²: N(0, I) puts 2.5e-15 outside it
-EPS_GOAL = 1e-5  # absolute error goal (nats) for E_q[log q − f]
+EPS_GOAL = 1e-4  # absolute error goal (nats) for E_q[log q − f] (float32 evaluation leaves ~1e-5 of noise)
 EPS_MAX_NODES = 12_000
 TAIL_SAMPLES = 64
 
@@ -110,6 +110,8 @@ class Nodes:
 
 _GK_LOG_W = np.log(np.outer(GK_WK, GK_WK)).ravel() - math.log(4.0)  # on [−1, 1]², per unit area
 _GK_RATIO = (np.outer(GK_WG, GK_WG) / np.outer(GK_WK, GK_WK)).ravel()
+# Gauss along one axis and Kronrod along the other: which direction a tile's error comes from
+_GK_AXIS = np.stack([np.repeat(GK_WG / GK_WK, 15), np.tile(GK_WG / GK_WK, 15)])  # [2, 225]
 
 
 def gk_nodes(boxes: np.ndarray) -> Nodes:
@@ -138,11 +140,18 @@ def _tiling(box: Box, k: int) -> np.ndarray:
     return np.array([(e1[i], e1[i + 1], e2[j], e2[j + 1]) for i in range(k) for j in range(k)])
 
 
-def _quarters(boxes: np.ndarray) -> np.ndarray:
-    a, b, c, d = boxes.T
-    m1, m2 = 0.5 * (a + b), 0.5 * (c + d)
-    return np.stack([np.stack(q, -1) for q in ((a, m1, c, m2), (a, m1, m2, d), (m1, b, c, m2), (m1, b, m2, d))],
-                    1).reshape(-1, 4)
+def _split(boxes: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """Each box halved along its axis (0: z₁, 1: z₂) or quartered (2)."""
+    out = []
+    for (a, b, c, d), axis in zip(boxes, axes):
+        m1, m2 = 0.5 * (a + b), 0.5 * (c + d)
+        if axis == 0:
+            out += [(a, m1, c, d), (m1, b, c, d)]
+        elif axis == 1:
+            out += [(a, b, c, m2), (a, b, m2, d)]
+        else:
+            out += [(a, m1, c, m2), (a, m1, m2, d), (m1, b, c, m2), (m1, b, m2, d)]
+    return np.array(out).reshape(-1, 4)
 
 
 # --------------------------------------------------------------------------- adaptive cubature
@@ -156,11 +165,13 @@ class Cubature:
     v: np.ndarray  # [N, C]
     shift: float  # e^{a − shift} is what was summed (shift = max of a at the first tiling)
 
-    def tile_sums(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per tile, Kronrod and Gauss sums of e^{a − shift}·v: [T, C] each."""
+    def tile_sums(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per tile, Kronrod and Gauss sums of e^{a − shift}·v ([T, C] each), and the two mixed rules
+        (Gauss along one axis, Kronrod along the other: [2, T, C])."""
         w = np.exp(self.a - self.shift + self.nodes.log_w)
         wv = (w[:, None] * self.v).reshape(len(self.tiles), GK_N, -1)
-        return wv.sum(1), (wv * self.nodes.gauss.reshape(len(self.tiles), GK_N, 1)).sum(1)
+        mixed = np.einsum("tnc,an->atc", wv, _GK_AXIS)
+        return wv.sum(1), (wv * self.nodes.gauss.reshape(len(self.tiles), GK_N, 1)).sum(1), mixed
 
 
 Integrand = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # points -> (a [N], v [N, C])
@@ -168,15 +179,17 @@ Integrand = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # points -> (
 
 def adaptive(integrand: Integrand, tiles: np.ndarray, goal: Callable[[np.ndarray], np.ndarray],
              max_nodes: int) -> Cubature:
-    """Split the tiles with the largest |K − G| into quarters until Σ|K − G| ≤ goal(Σ K) in every column
-    (``goal`` maps the column totals [C] to allowed errors [C]) or the node budget is spent."""
+    """Split the tiles with the largest |K − G| until Σ|K − G| ≤ goal(Σ K) in every column (``goal`` maps
+    the column totals [C] to allowed errors [C]) or the node budget is spent. A tile is halved across the
+    axis its error comes from (|K − mixed rule| four times the other's) or else quartered, so a thin ridge
+    costs nodes along its length only."""
     nodes = gk_nodes(tiles)
     a, v = integrand(nodes.points)
     finite = a[np.isfinite(a)]
     shift = float(finite.max() + nodes.log_w.max()) if finite.size else 0.0
     cub = Cubature(tiles, nodes, a, v, shift)
     while True:
-        k, g = cub.tile_sums()
+        k, g, mixed = cub.tile_sums()
         err = np.abs(k - g)  # [T, C]
         if not np.all(np.isfinite(err)):
             return cub
@@ -187,7 +200,9 @@ def adaptive(integrand: Integrand, tiles: np.ndarray, goal: Callable[[np.ndarray
         order = np.argsort(-score)
         cum = np.cumsum(score[order])
         chosen = order[: int(np.searchsorted(cum, 0.8 * cum[-1])) + 1][: max(1, (max_nodes - len(cub.nodes)) // (3 * GK_N))]
-        children = _quarters(cub.tiles[chosen])
+        axis_err = (np.abs(k[None] - mixed) / np.maximum(allowed, 1e-300)).sum(-1)[:, chosen]  # [2, chosen]
+        axes = np.where(axis_err[0] > 4 * axis_err[1], 0, np.where(axis_err[1] > 4 * axis_err[0], 1, 2))
+        children = _split(cub.tiles[chosen], axes)
         child_nodes = gk_nodes(children)
         child_a, child_v = integrand(child_nodes.points)
         keep = np.ones(len(cub.tiles), bool)
@@ -200,28 +215,88 @@ def adaptive(integrand: Integrand, tiles: np.ndarray, goal: Callable[[np.ndarray
 # --------------------------------------------------------------------------- the search
 @dataclass(frozen=True)
 class Search:
-    box: Box  # where the mass is: every search node within SEARCH_DEPTH of the peak, padded by a cell
-    nodes: Nodes  # the last coarse grid (it contains ``box``)
-    log_f: np.ndarray  # f at those nodes
-    converged: bool  # False when the rounds ran out with near-peak nodes still on the grid's edge
+    box: Box  # where the mass is: every coarse cell within SEARCH_DEPTH nats of the heaviest, padded by a cell
+    nodes: Nodes  # the last coarse grid's cells, each at its highest point, weighted so e^{f + log_w} is its mass
+    log_f: np.ndarray  # f at those points
+    converged: bool  # False when the rounds ran out with heavy cells still on the grid's edge
+
+
+def cell_masses(log_f: LogDensity, box: Box, n: int) -> tuple[Nodes, np.ndarray, np.ndarray]:
+    """Each cell of the n × n grid over ``box``: its highest point found, f there and log of its mass.
+
+    Per cell and in both axis orders: a parabola through f at the cell's centre and the midpoints of two
+    opposite edges finds the cell's ridge across the first axis (its offset and width √(π/−a), at most the
+    cell); a second parabola along that ridge line finds the peak and width along the other axis. The
+    cell's top is the largest f actually evaluated; mass ≈ e^{top}·width₁·width₂, the larger of the two
+    orders. Exact for Gaussian cross-sections of any width, so a ridge much narrower than a cell (a
+    funnel's neck) is weighed by its mass rather than missed because no centre lies on it."""
+    h = np.array([(box[1] - box[0]) / n, (box[3] - box[2]) / n])
+    c1, c2 = box[0] + h[0] * (np.arange(n) + 0.5), box[2] + h[1] * (np.arange(n) + 0.5)
+    centres = np.stack(np.meshgrid(c1, c2, indexing="ij"), -1).reshape(-1, 2)
+    f0 = _finite_or_floor(log_f(centres))
+    best_mass = np.full(n * n, -np.inf)
+    best_top, best_point = f0.copy(), centres.copy()
+    for first in (0, 1):
+        second = 1 - first
+        step1, step2 = np.zeros(2), np.zeros(2)
+        step1[first], step2[second] = 0.5 * h[first], 0.5 * h[second]
+        lo_hi = _finite_or_floor(log_f(np.concatenate([centres - step1, centres + step1])))
+        t1, w1 = _parabola(lo_hi[: n * n], f0, lo_hi[n * n :], h[first])
+        ridge = centres.copy()
+        ridge[:, first] += t1
+        line = _finite_or_floor(log_f(np.concatenate([ridge, ridge - step2, ridge + step2])))
+        on_ridge = line[: n * n]
+        t2, w2 = _parabola(line[n * n : 2 * n * n], on_ridge, line[2 * n * n :], h[second])
+        peak = ridge.copy()
+        peak[:, second] += t2
+        f_peak = _finite_or_floor(log_f(peak))
+        candidates = np.stack([f0, on_ridge, f_peak])
+        top = candidates.max(0)
+        where = np.stack([centres, ridge, peak])[candidates.argmax(0), np.arange(n * n)]
+        mass = top + np.log(w1) + np.log(w2)
+        better = mass > best_mass
+        best_mass = np.where(better, mass, best_mass)
+        best_top = np.where(better, top, best_top)
+        best_point = np.where(better[:, None], where, best_point)
+    finite = np.isfinite(best_top)
+    nodes = Nodes(best_point, np.where(finite, best_mass - np.where(finite, best_top, 0.0), -np.inf), np.ones(n * n))
+    return nodes, best_top, best_mass
+
+
+def _finite_or_floor(values: np.ndarray) -> np.ndarray:
+    """f with NaN as −inf (f is a log density: NaN means nothing sensible is there)."""
+    return np.where(np.isnan(values), -np.inf, values)
+
+
+def _parabola(lo: np.ndarray, mid: np.ndarray, hi: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
+    """From f at −h/2, 0, +h/2 across a cell: the offset of the parabola's vertex (clamped to the cell; the
+    higher edge when the parabola opens upwards) and the width of the mass along this axis, √(π/−a) for
+    curvature a < 0, at most h."""
+    d = 0.5 * h
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        lo, hi = np.maximum(lo, mid - 1e4), np.maximum(hi, mid - 1e4)  # −inf beside a finite centre: a steep wall
+        a = (hi - 2.0 * mid + lo) / (2.0 * d * d)
+        b = (hi - lo) / (2.0 * d)
+        vertex = np.where(a < 0, -b / (2.0 * np.where(a < 0, a, -1.0)), np.sign(b) * d)
+        width = np.where(a < 0, np.minimum(h, np.sqrt(np.pi / np.where(a < 0, -a, 1.0))), h)
+    ok = np.isfinite(vertex) & np.isfinite(width) & (width > 0)
+    return np.where(ok, np.clip(vertex, -d, d), 0.0), np.where(ok, width, h)
 
 
 def search(log_f: LogDensity, seed: Box, n: int = SEARCH_N, depth: float = SEARCH_DEPTH,
            rounds: int = SEARCH_ROUNDS) -> Search | None:
-    """Find the box holding the mass of e^f: coarse n × n grids that grow (by their width) on each side
-    where near-peak nodes touch the edge, and zoom in on the near-peak nodes' bounding box. A peak narrower
-    than a cell still shows as its nearest node's value, so zooming finds it. None when f is −inf (or NaN)
-    at every node it looked at."""
+    """Find the box holding the mass of e^f: coarse n × n grids of cell masses (``cell_masses``) that grow
+    (by their width) on each side where heavy cells touch the edge, and zoom in on the heavy cells'
+    bounding box. None when f is −inf (or NaN) everywhere it looked."""
     box = seed
     last: tuple[Nodes, np.ndarray, Box] | None = None
     for _ in range(rounds):
-        nodes = midpoint_nodes(box, n)
-        values = log_f(nodes.points)
-        grid = np.where(np.isfinite(values), values, -np.inf).reshape(n, n)
+        nodes, f, log_mass = cell_masses(log_f, box, n)
+        grid = log_mass.reshape(n, n)
         if not np.isfinite(grid.max()):
             box = pad(box, 0.5)
             continue
-        last = (nodes, values, box)
+        last = (nodes, f, box)
         keep = grid >= grid.max() - depth
         grow = (keep[0].any(), keep[-1].any(), keep[:, 0].any(), keep[:, -1].any())
         if any(grow):
@@ -235,7 +310,7 @@ def search(log_f: LogDensity, seed: Box, n: int = SEARCH_N, depth: float = SEARC
         if min((mass_box[1] - mass_box[0]) / (box[1] - box[0]), (mass_box[3] - mass_box[2]) / (box[3] - box[2])) < 0.6:
             box = mass_box
             continue
-        return Search(mass_box, nodes, values, True)
+        return Search(mass_box, nodes, f, True)
     if last is None:
         return None
     return Search(last[2], last[0], last[1], False)
@@ -254,19 +329,20 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Posterior:
-    """∫ e^f over the tiles and over the coarse nodes outside them, with what KL(p‖q) needs each frame.
+    """∫ e^f over the tiles and over the coarse cells outside them, with what KL(p‖q) needs each frame.
     Depends on θ and x only: a session with a frozen decoder computes it once per observation."""
 
     log_px: Estimate
     box: Box  # the integration box (the first tiling's hull)
-    points: np.ndarray  # [N, 2] the nodes that carry mass: the tiles', then the coarse nodes outside the box
+    points: np.ndarray  # [N, 2] the nodes that carry mass: the tiles', then the coarse cells' outside the box
     weights: np.ndarray  # [2, N] p(z|x) at each node under the Kronrod rule and under the Gauss rule (each sums to 1)
     neg_entropy: np.ndarray  # [2] E_p[log p(z|x)] under each rule
-    n_tail: int  # the last n_tail nodes are the coarse ones outside the box
+    n_tail: int  # the last n_tail nodes are coarse cells outside the box
     tail_log_post: np.ndarray  # [n_tail] log p(z|x) at those
-    tail_mass: float  # the outside nodes' share of the mass: an estimate, counted in full as error
+    tail_mass: float  # the outside cells' share of the mass: an estimate, counted in full as error
     converged: bool  # False when the search ran out of rounds: the errors are then unbounded (inf)
     reason: str  # why log p(x) is not exact, "" when it is
+    rule: tuple[Nodes, Nodes]  # every tile node and every outside cell (for ``refresh``)
 
 
 def integrate_posterior(log_f: LogDensity, seed: Box, box: Box | None = None, goal: float = P_GOAL,
@@ -287,38 +363,57 @@ def integrate_posterior(log_f: LogDensity, seed: Box, box: Box | None = None, go
         return np.full(2, goal * abs(totals[0]))
 
     cub = adaptive(integrand, _tiling(box, TILES), allowed, max_nodes)
-    k, g = cub.tile_sums()
-    total = float(k[:, 0].sum())
+    outside = ~inside(found.nodes.points, box)
+    return _assemble(box, cub.nodes, cub.a, found.nodes.subset(outside), found.log_f[outside], found.converged)
+
+
+def refresh(post: Posterior, log_f: LogDensity, goal: float = P_GOAL) -> Posterior | None:
+    """The same integral for a changed f (a decoder that learns) on ``post``'s nodes, or None when they no
+    longer do: the Kronrod–Gauss difference above the goal, or mass found outside the box."""
+    tiles, tail = post.rule
+    f = log_f(np.concatenate([tiles.points, tail.points]))
+    new = _assemble(post.box, tiles, f[: len(tiles)], tail, f[len(tiles):], post.converged)
+    if new is None or not new.log_px.err <= goal or new.tail_mass > goal:
+        return None
+    return new
+
+
+def _assemble(box: Box, tiles: Nodes, tile_f: np.ndarray, tail: Nodes, tail_f: np.ndarray,
+              converged: bool) -> Posterior | None:
+    """The Posterior from f at every tile node and at the coarse cells outside the box."""
+    tile_f, tail_f = _finite_or_floor(tile_f), _finite_or_floor(tail_f)
+    shift = float(max(np.max(tile_f + tiles.log_w, initial=-np.inf), np.max(tail_f + tail.log_w, initial=-np.inf)))
+    if not math.isfinite(shift):
+        return None
+    tile_a = tile_f + tiles.log_w - shift
+    tail_a = tail_f + tail.log_w - shift
+    kronrod_all = np.exp(tile_a)
+    total = float(kronrod_all.sum())
     if not (math.isfinite(total) and total > 0):
         return None
     # nodes whose weight is negligible under both rules carry nothing (their mass is counted as error)
-    node_a = np.nan_to_num(cub.a - cub.shift + cub.nodes.log_w, nan=-np.inf) + np.log(np.maximum(cub.nodes.gauss, 1.0))
-    alive = node_a >= math.log(total) - NEGLIGIBLE
-    dropped = float(np.exp(node_a[~alive]).sum())
-    # the coarse search nodes outside the box estimate the rest of the posterior's mass
-    outside = ~inside(found.nodes.points, box)
-    tail_f = np.where(np.isfinite(found.log_f[outside]), found.log_f[outside], -np.inf)
-    tail_a = tail_f - cub.shift + found.nodes.log_w[outside]
+    alive = tile_a + np.log(np.maximum(tiles.gauss, 1.0)) >= math.log(total) - NEGLIGIBLE
+    dropped = float(kronrod_all[~alive].sum())
     tail_mass = float(np.exp(tail_a).sum())
     carry = tail_a >= math.log(total) - NEGLIGIBLE
     z = total + tail_mass
-    log_px = math.log(z) + cub.shift
-    quad = abs(float(k[:, 0].sum() - g[:, 0].sum())) / z
+    log_px = math.log(z) + shift
+    quad = abs(total - float((kronrod_all * tiles.gauss).sum())) / z
     trunc = (tail_mass + dropped) / z
-    err = quad + trunc if found.converged else math.inf
+    err = quad + trunc if converged else math.inf
     reason = ""
     if not is_exact(log_px, err):
         reason = "posterior mass beyond the search region" if trunc >= quad else "posterior too narrow to resolve"
 
-    f = np.concatenate([cub.a[alive], tail_f[carry]])
-    kronrod = np.exp(np.concatenate([cub.a[alive] - cub.shift + cub.nodes.log_w[alive], tail_a[carry]]))
-    raw = np.stack([kronrod, kronrod * np.concatenate([cub.nodes.gauss[alive], np.ones(int(carry.sum()))])])
+    f = np.concatenate([tile_f[alive], tail_f[carry]])
+    kronrod = np.exp(np.concatenate([tile_a[alive], tail_a[carry]]))
+    raw = np.stack([kronrod, kronrod * np.concatenate([tiles.gauss[alive], np.ones(int(carry.sum()))])])
     mass = raw.sum(1)  # [2]: each rule's ∫ e^{f − shift}
     weights = raw / mass[:, None]
-    neg_entropy = weights @ np.where(kronrod > 0, f, 0.0) - (np.log(mass) + cub.shift)
-    return Posterior(Estimate(log_px, err), box, np.concatenate([cub.nodes.points[alive], found.nodes.points[outside][carry]]),
-                     weights, neg_entropy, int(carry.sum()), f[len(f) - int(carry.sum()):] - log_px, tail_mass / z,
-                     found.converged, reason)
+    neg_entropy = weights @ np.where(kronrod > 0, f, 0.0) - (np.log(mass) + shift)
+    n_tail = int(carry.sum())
+    return Posterior(Estimate(log_px, err), box, np.concatenate([tiles.points[alive], tail.points[carry]]), weights,
+                     neg_entropy, n_tail, f[len(f) - n_tail:] - log_px, tail_mass / z, converged, reason, (tiles, tail))
 
 
 def kl_pq(post: Posterior, log_q: np.ndarray) -> Estimate:

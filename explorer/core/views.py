@@ -99,7 +99,7 @@ class Viewer:
         self.n_q = max(16, n // 2)
         self.decoder_kind = decoder_kind
         self._cache: dict[tuple, PosteriorView | None] = {}
-        self._last_box: dict[int, Box] = {}  # per run with a learned decoder: where its posterior was
+        self._last: dict[int, tuple[tuple, Posterior]] = {}  # per run with a learning decoder: its last posterior
 
     # ------------------------------------------------------------------ the posterior
     def _log_joint(self, decoder: Decoder, x_obs: Tensor) -> exact.LogDensity:
@@ -112,24 +112,28 @@ class Viewer:
         return log_f
 
     def posterior(self, run: "_Run", x_obs: Tensor) -> PosteriorView | None:
-        """p_θ(z|x_obs): with a frozen decoder computed once per observation, else at every call (seeded
-        with where it was last time, so the search is short)."""
+        """p_θ(z|x_obs): with a frozen decoder computed once per observation; with a learning one at every
+        call, on last time's nodes while they still meet the goal (``exact.refresh``), else anew."""
         frozen = not run.theta
         key = (self.decoder_kind, tuple(x_obs.flatten().tolist()))
         if frozen and key in self._cache:
             return self._cache[key]
-        seed = self.problem.box if frozen else exact.hull(self.problem.box, self._last_box.get(run.index, self.problem.box))
-        view = self._posterior_view(run.decoder, x_obs, seed)
+        log_f = self._log_joint(run.decoder, x_obs)
+        last = None if frozen else self._last.get(run.index)
+        post = None
+        if last is not None and last[0] == key:
+            post = exact.refresh(last[1], log_f)
+        if post is None:
+            seed = self.problem.box if last is None else exact.hull(self.problem.box, last[1].box)
+            post = exact.integrate_posterior(log_f, seed)
+        view = None if post is None else self._posterior_view(run.decoder, x_obs, post)
         if frozen:
             self._cache[key] = view
-        elif view is not None:
-            self._last_box[run.index] = view.post.box
+        elif post is not None:
+            self._last[run.index] = (key, post)
         return view
 
-    def _posterior_view(self, decoder: Decoder, x_obs: Tensor, seed: Box) -> PosteriorView | None:
-        post = exact.integrate_posterior(self._log_joint(decoder, x_obs), seed)
-        if post is None:
-            return None
+    def _posterior_view(self, decoder: Decoder, x_obs: Tensor, post: Posterior) -> PosteriorView:
         grid = make_grid(post.box, self.n, dtype=x_obs.dtype, device=self.device)
         log_post = _numpy(decoder.log_joint(x_obs, grid.points[:, None, :])).reshape(self.n, self.n) - post.log_px.value
         log_post = np.where(np.isnan(log_post), -np.inf, log_post)
