@@ -182,34 +182,60 @@ def adaptive(integrand: Integrand, tiles: np.ndarray, goal: Callable[[np.ndarray
     """Split the tiles with the largest |K − G| until Σ|K − G| ≤ goal(Σ K) in every column (``goal`` maps
     the column totals [C] to allowed errors [C]) or the node budget is spent. A tile is halved across the
     axis its error comes from (|K − mixed rule| four times the other's) or else quartered, so a thin ridge
-    costs nodes along its length only."""
+    costs nodes along its length only. Then 2:1 balance: a tile more than twice as coarse along either axis
+    as an edge neighbour that carries mass is split too (a peak's tail spilling over the edge of a refined
+    tile can fall between every node of a coarse neighbour, where K and G agree on missing it)."""
     nodes = gk_nodes(tiles)
     a, v = integrand(nodes.points)
     finite = a[np.isfinite(a)]
     shift = float(finite.max() + nodes.log_w.max()) if finite.size else 0.0
     cub = Cubature(tiles, nodes, a, v, shift)
-    while True:
+    while len(cub.nodes) + 3 * GK_N <= max_nodes:
         k, g, mixed = cub.tile_sums()
         err = np.abs(k - g)  # [T, C]
         if not np.all(np.isfinite(err)):
             return cub
         allowed = goal(k.sum(0))
-        if np.all(err.sum(0) <= allowed) or len(cub.nodes) + 3 * GK_N > max_nodes:
-            return cub
-        score = (err / np.maximum(allowed, 1e-300)).sum(1)
-        order = np.argsort(-score)
-        cum = np.cumsum(score[order])
-        chosen = order[: int(np.searchsorted(cum, 0.8 * cum[-1])) + 1][: max(1, (max_nodes - len(cub.nodes)) // (3 * GK_N))]
-        axis_err = (np.abs(k[None] - mixed) / np.maximum(allowed, 1e-300)).sum(-1)[:, chosen]  # [2, chosen]
-        axes = np.where(axis_err[0] > 4 * axis_err[1], 0, np.where(axis_err[1] > 4 * axis_err[0], 1, 2))
-        children = _split(cub.tiles[chosen], axes)
-        child_nodes = gk_nodes(children)
-        child_a, child_v = integrand(child_nodes.points)
-        keep = np.ones(len(cub.tiles), bool)
-        keep[chosen] = False
-        keep_nodes = np.repeat(keep, GK_N)
-        cub = Cubature(np.concatenate([cub.tiles[keep], children]), Nodes.concat(cub.nodes.subset(keep_nodes), child_nodes),
-                       np.concatenate([cub.a[keep_nodes], child_a]), np.concatenate([cub.v[keep_nodes], child_v]), shift)
+        if np.all(err.sum(0) <= allowed):
+            chosen, axes = _unbalanced(cub.tiles, np.abs(k[:, 0]) > 1e-3 * allowed[0])
+            if not len(chosen):
+                return cub
+        else:
+            score = (err / np.maximum(allowed, 1e-300)).sum(1)
+            order = np.argsort(-score)
+            cum = np.cumsum(score[order])
+            chosen = order[: int(np.searchsorted(cum, 0.8 * cum[-1])) + 1]
+            axis_err = (np.abs(k[None] - mixed) / np.maximum(allowed, 1e-300)).sum(-1)[:, chosen]  # [2, chosen]
+            axes = np.where(axis_err[0] > 4 * axis_err[1], 0, np.where(axis_err[1] > 4 * axis_err[0], 1, 2))
+        room = max(1, (max_nodes - len(cub.nodes)) // (3 * GK_N))
+        cub = _refine(cub, integrand, chosen[:room], axes[:room])
+    return cub
+
+
+def _refine(cub: Cubature, integrand: Integrand, chosen: np.ndarray, axes: np.ndarray) -> Cubature:
+    children = _split(cub.tiles[chosen], axes)
+    child_nodes = gk_nodes(children)
+    child_a, child_v = integrand(child_nodes.points)
+    keep = np.ones(len(cub.tiles), bool)
+    keep[chosen] = False
+    keep_nodes = np.repeat(keep, GK_N)
+    return Cubature(np.concatenate([cub.tiles[keep], children]), Nodes.concat(cub.nodes.subset(keep_nodes), child_nodes),
+                    np.concatenate([cub.a[keep_nodes], child_a]), np.concatenate([cub.v[keep_nodes], child_v]), cub.shift)
+
+
+def _unbalanced(tiles: np.ndarray, heavy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tiles sharing an edge with a neighbour that carries mass (``heavy``) and more than twice as wide as
+    it along either axis (across the edge or along it: a peak that the neighbour resolved may cross into
+    this tile anywhere on the edge), with the axis or axes to halve them along."""
+    a0, a1, b0, b1 = (tiles[:, i][:, None] for i in range(4))  # [T, 1] each: tile i in the rows
+    c0, c1, d0, d1 = (tiles[:, i][None, :] for i in range(4))  # [1, T]: neighbour j in the columns
+    overlap2, overlap1 = (b0 < d1) & (d0 < b1), (a0 < c1) & (c0 < a1)
+    adjacent = ((((a1 == c0) | (c1 == a0)) & overlap2) | (((b1 == d0) | (d1 == b0)) & overlap1)) & heavy[None, :]
+    w1, w2 = tiles[:, 1] - tiles[:, 0], tiles[:, 3] - tiles[:, 2]
+    coarse1 = (adjacent & (w1[:, None] > 2.0 * w1[None, :] * (1 + 1e-9))).any(1)
+    coarse2 = (adjacent & (w2[:, None] > 2.0 * w2[None, :] * (1 + 1e-9))).any(1)
+    chosen = np.flatnonzero(coarse1 | coarse2)
+    return chosen, np.where(coarse1[chosen] & coarse2[chosen], 2, np.where(coarse1[chosen], 0, 1))
 
 
 # --------------------------------------------------------------------------- the search
@@ -343,12 +369,15 @@ class Posterior:
     converged: bool  # False when the search ran out of rounds: the errors are then unbounded (inf)
     reason: str  # why log p(x) is not exact, "" when it is
     rule: tuple[Nodes, Nodes]  # every tile node and every outside cell (for ``refresh``)
+    rounding: float  # f_eps·E_p|f|: what f's evaluation precision can move log p(x) by
+    f_eps: float
 
 
 def integrate_posterior(log_f: LogDensity, seed: Box, box: Box | None = None, goal: float = P_GOAL,
-                        max_nodes: int = P_MAX_NODES) -> Posterior | None:
+                        max_nodes: int = P_MAX_NODES, f_eps: float = 0.0) -> Posterior | None:
     """log p(x) = log ∫ e^f and the nodes for KL(p‖q). ``box`` forces the integration box (for tests: the
-    error must grow when it is too small); by default the search decides. None when f is −inf everywhere."""
+    error must grow when it is too small); by default the search decides. ``f_eps``: the relative precision
+    of f's evaluation (float32: 1.2e-7), added as f_eps·E_p|f|. None when f is −inf everywhere."""
     found = search(log_f, seed if box is None else hull(seed, box))
     if found is None:
         return None
@@ -364,22 +393,22 @@ def integrate_posterior(log_f: LogDensity, seed: Box, box: Box | None = None, go
 
     cub = adaptive(integrand, _tiling(box, TILES), allowed, max_nodes)
     outside = ~inside(found.nodes.points, box)
-    return _assemble(box, cub.nodes, cub.a, found.nodes.subset(outside), found.log_f[outside], found.converged)
+    return _assemble(box, cub.nodes, cub.a, found.nodes.subset(outside), found.log_f[outside], found.converged, f_eps)
 
 
-def refresh(post: Posterior, log_f: LogDensity, goal: float = P_GOAL) -> Posterior | None:
+def refresh(post: Posterior, log_f: LogDensity, goal: float = P_GOAL, f_eps: float = 0.0) -> Posterior | None:
     """The same integral for a changed f (a decoder that learns) on ``post``'s nodes, or None when they no
     longer do: the Kronrod–Gauss difference above the goal, or mass found outside the box."""
     tiles, tail = post.rule
     f = log_f(np.concatenate([tiles.points, tail.points]))
-    new = _assemble(post.box, tiles, f[: len(tiles)], tail, f[len(tiles):], post.converged)
-    if new is None or not new.log_px.err <= goal or new.tail_mass > goal:
+    new = _assemble(post.box, tiles, f[: len(tiles)], tail, f[len(tiles):], post.converged, f_eps)
+    if new is None or not new.log_px.err <= goal + new.rounding or new.tail_mass > goal:
         return None
     return new
 
 
 def _assemble(box: Box, tiles: Nodes, tile_f: np.ndarray, tail: Nodes, tail_f: np.ndarray,
-              converged: bool) -> Posterior | None:
+              converged: bool, f_eps: float) -> Posterior | None:
     """The Posterior from f at every tile node and at the coarse cells outside the box."""
     tile_f, tail_f = _finite_or_floor(tile_f), _finite_or_floor(tail_f)
     shift = float(max(np.max(tile_f + tiles.log_w, initial=-np.inf), np.max(tail_f + tail.log_w, initial=-np.inf)))
@@ -400,7 +429,8 @@ def _assemble(box: Box, tiles: Nodes, tile_f: np.ndarray, tail: Nodes, tail_f: n
     log_px = math.log(z) + shift
     quad = abs(total - float((kronrod_all * tiles.gauss).sum())) / z
     trunc = (tail_mass + dropped) / z
-    err = quad + trunc if converged else math.inf
+    rounding = f_eps * float(kronrod_all @ np.abs(np.where(np.isfinite(tile_f), tile_f, 0.0))) / total
+    err = quad + trunc + rounding if converged else math.inf
     reason = ""
     if not is_exact(log_px, err):
         reason = "posterior mass beyond the search region" if trunc >= quad else "posterior too narrow to resolve"
@@ -413,7 +443,8 @@ def _assemble(box: Box, tiles: Nodes, tile_f: np.ndarray, tail: Nodes, tail_f: n
     neg_entropy = weights @ np.where(kronrod > 0, f, 0.0) - (np.log(mass) + shift)
     n_tail = int(carry.sum())
     return Posterior(Estimate(log_px, err), box, np.concatenate([tiles.points[alive], tail.points[carry]]), weights,
-                     neg_entropy, n_tail, f[len(f) - n_tail:] - log_px, tail_mass / z, converged, reason, (tiles, tail))
+                     neg_entropy, n_tail, f[len(f) - n_tail:] - log_px, tail_mass / z, converged, reason, (tiles, tail),
+                     rounding, f_eps)
 
 
 def kl_pq(post: Posterior, log_q: np.ndarray) -> Estimate:
@@ -429,7 +460,8 @@ def kl_pq(post: Posterior, log_q: np.ndarray) -> Estimate:
     kl = post.neg_entropy - post.weights @ log_q  # [2]: Kronrod, Gauss
     tail = slice(len(log_q) - post.n_tail, len(log_q))
     tail_part = abs(float(post.weights[0, tail] @ (post.tail_log_post - log_q[tail] - kl[0])))
-    err = abs(float(kl[0] - kl[1])) + tail_part if post.converged else math.inf
+    rounding = post.rounding + post.f_eps * float(post.weights[0] @ np.abs(log_q))
+    err = abs(float(kl[0] - kl[1])) + tail_part + rounding if post.converged else math.inf
     return Estimate(max(float(kl[0]), 0.0), err)
 
 
@@ -490,24 +522,27 @@ GH_FINE, GH_CHECK = _hermite(20), _hermite(14)
 GH_EPS = np.concatenate([GH_FINE[0], GH_CHECK[0]])  # the nodes q_side needs h at: [596, 2]
 
 
-def q_side(h: np.ndarray, q_map: QMap, rng: np.random.Generator, goal: float = EPS_GOAL) -> QSide:
-    """E_q[log q − f] = ∫ N(ε) h(T_φ(ε)) dε from h = log q − f at the images of ``GH_EPS``.
+def q_side(log_q: np.ndarray, f: np.ndarray, q_map: QMap, rng: np.random.Generator, goal: float = EPS_GOAL,
+           f_eps: float = 0.0) -> QSide:
+    """E_q[log q − f] = ∫ N(ε) h(T_φ(ε)) dε, h = log q − f, from log q and f at the images of ``GH_EPS``.
 
     First the 20 × 20 Gauss–Hermite rule, checked against the 14 × 14 one (exact alike for polynomials of
     degree ≤ 27 in ε, such as every Gaussian q against a polynomial log p(x, z)); their difference is the
     error estimate. Where it exceeds ``goal``, adaptive Gauss–Kronrod cubature over ε ∈ [−c, c]² through
     ``q_map``, plus P(ε outside)·mean(h) over exact conditional tail draws, whose standard error joins
-    the error."""
+    the error. ``f_eps`` (the evaluation's relative precision) adds f_eps·E_q[|log q| + |f|]."""
+    h = log_q - f
     n_fine = len(GH_FINE[1])
     if not np.all(np.isfinite(h)):
         return QSide(Estimate(math.inf, 0.0), len(h), "")
     fine, check = float(GH_FINE[1] @ h[:n_fine]), float(GH_CHECK[1] @ h[n_fine:])
+    rounding = f_eps * float(GH_FINE[1] @ (np.abs(log_q[:n_fine]) + np.abs(f[:n_fine])))
     if abs(fine - check) <= goal:
-        return QSide(Estimate(fine, abs(fine - check)), len(h), "")
-    return _q_side_adaptive(q_map, rng, goal)
+        return QSide(Estimate(fine, abs(fine - check) + rounding), len(h), "")
+    return _q_side_adaptive(q_map, rng, goal, rounding)
 
 
-def _q_side_adaptive(q_map: QMap, rng: np.random.Generator, goal: float, c: float = EPS_C,
+def _q_side_adaptive(q_map: QMap, rng: np.random.Generator, goal: float, rounding: float, c: float = EPS_C,
                      max_nodes: int = EPS_MAX_NODES) -> QSide:
     def integrand(eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         log_q, f = q_map(eps)
@@ -527,6 +562,6 @@ def _q_side_adaptive(q_map: QMap, rng: np.random.Generator, goal: float, c: floa
     value = k + p_out * float(np.mean(h_tail))
     quad, se = abs(k - g), p_out * float(np.std(h_tail, ddof=1)) / math.sqrt(len(h_tail))
     reason = ""
-    if not is_exact(value, quad + se):
+    if not is_exact(value, quad + se + rounding):
         reason = "q's far tails reach extreme log p(x, z)" if se >= quad else "q too irregular to integrate"
-    return QSide(Estimate(value, quad + se), len(cub.nodes) + len(h_tail), reason)
+    return QSide(Estimate(value, quad + se + rounding), len(cub.nodes) + len(h_tail), reason)

@@ -121,11 +121,12 @@ class Viewer:
         log_f = self._log_joint(run.decoder, x_obs)
         last = None if frozen else self._last.get(run.index)
         post = None
+        f_eps = float(torch.finfo(x_obs.dtype).eps)
         if last is not None and last[0] == key:
-            post = exact.refresh(last[1], log_f)
+            post = exact.refresh(last[1], log_f, f_eps=f_eps)
         if post is None:
             seed = self.problem.box if last is None else exact.hull(self.problem.box, last[1].box)
-            post = exact.integrate_posterior(log_f, seed)
+            post = exact.integrate_posterior(log_f, seed, f_eps=f_eps)
         view = None if post is None else self._posterior_view(run.decoder, x_obs, post)
         if frozen:
             self._cache[key] = view
@@ -171,7 +172,8 @@ class Viewer:
         q_samples = z_all[: self.samples, 0].cpu().numpy()
         rim_z = _numpy(z_all[self.samples : self.samples + 8 * BOUNDARY, 0])
         z_gh, log_q_gh = z_all[self.samples + 8 * BOUNDARY :], log_q_all[self.samples + 8 * BOUNDARY :]
-        h_gh = _numpy(log_q_gh - decoder.log_joint(x_obs, z_gh))[:, 0]
+        log_q_gh, f_gh = _numpy(log_q_gh)[:, 0], _numpy(decoder.log_joint(x_obs, z_gh))[:, 0]
+        f_eps = float(torch.finfo(dtype).eps)
 
         def q_map(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             z, log_q = q.rsample(torch.as_tensor(e, dtype=dtype, device=device)[:, None, :])
@@ -204,7 +206,7 @@ class Viewer:
         else:
             post = pv.post
             kl_pq = exact.kl_pq(post, log_q_at[len(grid_points):])
-            q_side = exact.q_side(h_gh, q_map, rng)
+            q_side = exact.q_side(log_q_gh, f_gh, q_map, rng, f_eps=f_eps)
             log_px = post.log_px
             elbo = Estimate(-q_side.neg_elbo.value, q_side.neg_elbo.err)
             kl_qp = Estimate(max(log_px.value + q_side.neg_elbo.value, 0.0), log_px.err + q_side.neg_elbo.err)
