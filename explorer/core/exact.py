@@ -465,6 +465,11 @@ def kl_pq(post: Posterior, log_q: np.ndarray) -> Estimate:
     return Estimate(max(float(kl[0]), 0.0), err)
 
 
+def kl_qp(log_px: Estimate, neg_elbo: Estimate) -> Estimate:
+    """KL(q‖p) = log p(x) − ELBO = log p(x) + E_q[log q − f], errors added; clipped at 0 (never negative)."""
+    return Estimate(max(log_px.value + neg_elbo.value, 0.0), log_px.err + neg_elbo.err)
+
+
 # --------------------------------------------------------------------------- the q side, in noise space
 def eps_tail_mass(c: float) -> float:
     """P(ε ∉ [−c, c]²) for ε ~ N(0, I₂)."""

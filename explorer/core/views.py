@@ -209,7 +209,7 @@ class Viewer:
             q_side = exact.q_side(log_q_gh, f_gh, q_map, rng, f_eps=f_eps)
             log_px = post.log_px
             elbo = Estimate(-q_side.neg_elbo.value, q_side.neg_elbo.err)
-            kl_qp = Estimate(max(log_px.value + q_side.neg_elbo.value, 0.0), log_px.err + q_side.neg_elbo.err)
+            kl_qp = exact.kl_qp(log_px, q_side.neg_elbo)
             metrics.update({
                 "log_px": log_px.value, "kl_qp": kl_qp.value, "kl_pq": kl_pq.value, "elbo_exact": elbo.value,
                 "log_px_err": log_px.err, "kl_qp_err": kl_qp.err, "kl_pq_err": kl_pq.err, "elbo_exact_err": elbo.err,
