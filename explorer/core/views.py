@@ -256,20 +256,21 @@ def _reason(post: Posterior, q_side: exact.QSide, log_px: Estimate, kl_qp: Estim
 def _modes(pv: PosteriorView, q_grid: Grid, log_q: np.ndarray) -> tuple[tuple[ModeView, ...], float]:
     """Posterior modes (basins holding ≥ 5 % of p's mass) with q's mass in each, and q's mass inside the
     posterior's box. q's mass is taken on q's own grid, each cell counted in the basin of the display
-    cell that holds its centre."""
+    cell that holds its centre; outside the posterior's box, in that of the nearest edge cell (a basin
+    of attraction is unbounded: steepest ascent from out there enters the box across its edge)."""
     grid, n = pv.grid, pv.grid.n
     box = grid.box
     i1 = np.floor((q_grid.z1 - box[0]) / (box[1] - box[0]) * n).astype(np.int64)  # [n'] display rows
     i2 = np.floor((q_grid.z2 - box[2]) / (box[3] - box[2]) * n).astype(np.int64)
-    r1, r2 = (i1 >= 0) & (i1 < n), (i2 >= 0) & (i2 < n)
-    q_cell = np.exp(log_q[np.ix_(r1, r2)] + q_grid.log_cell_area)
-    q_labels = pv.labels[np.ix_(i1[r1], i2[r2])]
+    q_cell = np.exp(log_q + q_grid.log_cell_area)
+    q_labels = pv.labels[np.ix_(np.clip(i1, 0, n - 1), np.clip(i2, 0, n - 1))]
     q_by_basin = np.bincount(q_labels.ravel(), weights=q_cell.ravel(), minlength=pv.labels.size)
     modes = []
     for root, p_mass in pv.modes:
         c1, c2 = divmod(root, n)
         modes.append(ModeView((float(grid.z1[c1]), float(grid.z2[c2])), p_mass, float(q_by_basin[root])))
-    return tuple(modes), float(q_cell.sum())
+    in_box = np.ix_((i1 >= 0) & (i1 < n), (i2 >= 0) & (i2 < n))
+    return tuple(modes), float(q_cell[in_box].sum())
 
 
 def _finite_or_last(run: "_Run", view: RunView) -> RunView:
