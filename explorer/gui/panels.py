@@ -333,9 +333,10 @@ def _finite_box(box: tuple[float, ...] | None) -> bool:
 
 class PosteriorPanel(Panel):
     """True posterior p(z|x_obs) (image + contours), q (contours + samples) and the K weighted particles of
-    one run, with equal aspect. The view follows where p and q have their mass (``RunView.view_box``),
-    calmly (core.views.follow: it moves only when the mass leaves it or fills less than half of it); a
-    pan or zoom by the user pins it, a double-click (or ``reset_view``) lets it follow again."""
+    one run, with equal aspect. The view follows where p and q have their mass (``RunView.view_box``):
+    calmly while training runs (core.views.follow: it moves only when the mass leaves it or fills less
+    than half of it), exactly on a paused frame (the same frame always looks the same). A pan or zoom by
+    the user pins it; a double-click (or ``reset_view``) lets it follow again."""
 
     def __init__(self, run_index: int, box: tuple[float, float, float, float], style: Style,
                  lut: np.ndarray, weight_brushes: list):
@@ -452,11 +453,13 @@ class PosteriorPanel(Panel):
         self._target = box
         self.plot.getViewBox().setRange(xRange=box[:2], yRange=box[2:], padding=0.0)
 
-    def _follow(self) -> None:
+    def _follow(self, canonical: bool = False) -> None:
+        """Follow ``view_box`` with hysteresis, or (``canonical``: a paused frame) show the snapshot's own
+        view, so that the same frame looks the same however the panel got there (a reopened session)."""
         if self._pinned:
             return
         wanted = self._wanted if _finite_box(self._wanted) else self.box
-        shown = None if self._target is None else self.view_rect()
+        shown = None if self._target is None or canonical else self.view_rect()
         new = follow(shown, wanted)
         if shown is None or new != shown:
             self._apply_view(new)
@@ -535,7 +538,7 @@ class PosteriorPanel(Panel):
         self._run = run
         self._set_title(run)
         self._wanted = run.view_box
-        self._follow()
+        self._follow(canonical=snapshot.paused)
 
         # p(z|x) is unchanged from frame to frame when the decoder is frozen, q while paused: skip both
         if not _same_array(run.log_post, self._shown_post):
