@@ -255,14 +255,15 @@ def _reason(post: Posterior, q_side: exact.QSide, log_px: Estimate, kl_qp: Estim
 
 def _modes(pv: PosteriorView, q_grid: Grid, log_q: np.ndarray) -> tuple[tuple[ModeView, ...], float]:
     """Posterior modes (basins holding ≥ 5 % of p's mass) with q's mass in each, and q's mass inside the
-    posterior's box. q's mass is taken on q's own grid, each cell counted in the basin of the display
+    posterior's box, as shares of q's mass on its own grid, each cell counted in the basin of the display
     cell that holds its centre; outside the posterior's box, in that of the nearest edge cell (a basin
     of attraction is unbounded: steepest ascent from out there enters the box across its edge)."""
     grid, n = pv.grid, pv.grid.n
     box = grid.box
     i1 = np.floor((q_grid.z1 - box[0]) / (box[1] - box[0]) * n).astype(np.int64)  # [n'] display rows
     i2 = np.floor((q_grid.z2 - box[2]) / (box[3] - box[2]) * n).astype(np.int64)
-    q_cell = np.exp(log_q + q_grid.log_cell_area)
+    q_cell = np.exp(log_q - log_q.max())
+    q_cell /= q_cell.sum()  # shares of q's mass on its grid (a midpoint sum of a flow's thin features can exceed 1)
     q_labels = pv.labels[np.ix_(np.clip(i1, 0, n - 1), np.clip(i2, 0, n - 1))]
     q_by_basin = np.bincount(q_labels.ravel(), weights=q_cell.ravel(), minlength=pv.labels.size)
     modes = []
