@@ -370,6 +370,8 @@ class PosteriorPanel(Panel):
 
         self.image = pg.ImageItem(axisOrder="col-major")
         self.image.setLookupTable(lut)
+        # the image covers p's own region; around it, the view shows the image's colour for density 0
+        vb.setBackgroundColor(QColor(*(int(c) for c in lut[0][:3])))
         self.image.setZValue(-10)
         plot.addItem(self.image)
 
