@@ -47,7 +47,8 @@ P_MAX_NODES = 60_000
 NEGLIGIBLE = 45.0  # nats: a node whose weight is this far below the total is dropped (counted as error)
 EPS_C = 8.0  # the ε-square [−c, c]²: N(0, I) puts 2.5e-15 outside it
 EPS_GOAL = 1e-4  # absolute error goal (nats) for E_q[log q − f] (float32 evaluation leaves ~1e-5 of noise)
-EPS_MAX_NODES = 12_000
+EPS_MAX_NODES = 16_000
+KL_REFINE_NODES = 20_000  # extra nodes KL(p‖q) may spend where log q is irregular (a flow's thin gaps)
 TAIL_SAMPLES = 64
 
 # QUADPACK qk15: Kronrod abscissae (x ≥ 0, descending) and weights; Gauss-7 weights on x[1], x[3], x[5], x[7]
@@ -173,18 +174,20 @@ Integrand = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # points -> (
 
 
 def adaptive(integrand: Integrand, tiles: np.ndarray, goal: Callable[[np.ndarray], np.ndarray],
-             max_nodes: int) -> Cubature:
+             max_nodes: int, start: Cubature | None = None) -> Cubature:
     """Split the tiles with the largest |K − G| until Σ|K − G| ≤ goal(Σ K) in every column (``goal`` maps
     the column totals [C] to allowed errors [C]) or the node budget is spent. A tile is halved across the
     axis its error comes from (|K − mixed rule| four times the other's) or else quartered, so a thin ridge
     costs nodes along its length only. Then 2:1 balance: a tile more than twice as coarse along either axis
     as an edge neighbour that carries mass is split too (a peak's tail spilling over the edge of a refined
-    tile can fall between every node of a coarse neighbour, where K and G agree on missing it)."""
-    nodes = gk_nodes(tiles)
-    a, v = integrand(nodes.points)
-    finite = a[np.isfinite(a)]
-    shift = float(finite.max() + nodes.log_w.max()) if finite.size else 0.0
-    cub = Cubature(tiles, nodes, a, v, shift)
+    tile can fall between every node of a coarse neighbour, where K and G agree on missing it).
+    ``start``: tiles already evaluated (``tiles`` is then ignored)."""
+    if start is None:
+        nodes = gk_nodes(tiles)
+        a, v = integrand(nodes.points)
+        finite = a[np.isfinite(a)]
+        start = Cubature(tiles, nodes, a, v, float(finite.max() + nodes.log_w.max()) if finite.size else 0.0)
+    cub = start
     while len(cub.nodes) + 3 * GK_N <= max_nodes:
         k, g, mixed = cub.tile_sums()
         err = np.abs(k - g)  # [T, C]
@@ -364,6 +367,8 @@ class Posterior:
     converged: bool  # False when the search ran out of rounds: the errors are then unbounded (inf)
     reason: str  # why log p(x) is not exact, "" when it is
     rule: tuple[Nodes, Nodes]  # every tile node and every outside cell (for ``refresh``)
+    tiles: np.ndarray  # [T, 4] the tiles' boxes (rule[0] holds their nodes, tile by tile)
+    rule_f: tuple[np.ndarray, np.ndarray]  # f at rule[0] and rule[1]
     rounding: float  # f_eps·E_p|f|: what f's evaluation precision can move log p(x) by
     f_eps: float
 
@@ -388,7 +393,8 @@ def integrate_posterior(log_f: LogDensity, seed: Box, box: Box | None = None, go
 
     cub = adaptive(integrand, _tiling(box, TILES), allowed, max_nodes)
     outside = ~inside(found.nodes.points, box)
-    return _assemble(box, cub.nodes, cub.a, found.nodes.subset(outside), found.log_f[outside], found.converged, f_eps)
+    return _assemble(box, cub.tiles, cub.nodes, cub.a, found.nodes.subset(outside), found.log_f[outside],
+                     found.converged, f_eps)
 
 
 def refresh(post: Posterior, log_f: LogDensity, goal: float = P_GOAL, f_eps: float = 0.0) -> Posterior | None:
@@ -396,13 +402,13 @@ def refresh(post: Posterior, log_f: LogDensity, goal: float = P_GOAL, f_eps: flo
     longer do: the Kronrod–Gauss difference above the goal, or mass found outside the box."""
     tiles, tail = post.rule
     f = log_f(np.concatenate([tiles.points, tail.points]))
-    new = _assemble(post.box, tiles, f[: len(tiles)], tail, f[len(tiles):], post.converged, f_eps)
+    new = _assemble(post.box, post.tiles, tiles, f[: len(tiles)], tail, f[len(tiles):], post.converged, f_eps)
     if new is None or not new.log_px.err <= goal + new.rounding or new.tail_mass > goal:
         return None
     return new
 
 
-def _assemble(box: Box, tiles: Nodes, tile_f: np.ndarray, tail: Nodes, tail_f: np.ndarray,
+def _assemble(box: Box, boxes: np.ndarray, tiles: Nodes, tile_f: np.ndarray, tail: Nodes, tail_f: np.ndarray,
               converged: bool, f_eps: float) -> Posterior | None:
     """The Posterior from f at every tile node and at the coarse cells outside the box."""
     tile_f, tail_f = _finite_or_floor(tile_f), _finite_or_floor(tail_f)
@@ -439,7 +445,7 @@ def _assemble(box: Box, tiles: Nodes, tile_f: np.ndarray, tail: Nodes, tail_f: n
     n_tail = int(carry.sum())
     return Posterior(Estimate(log_px, err), box, np.concatenate([tiles.points[alive], tail.points[carry]]), weights,
                      neg_entropy, n_tail, f[len(f) - n_tail:] - log_px, tail_mass / z, converged, reason, (tiles, tail),
-                     rounding, f_eps)
+                     boxes, (tile_f, tail_f), rounding, f_eps)
 
 
 def kl_pq(post: Posterior, log_q: np.ndarray) -> Estimate:
@@ -458,6 +464,41 @@ def kl_pq(post: Posterior, log_q: np.ndarray) -> Estimate:
     rounding = post.rounding + post.f_eps * float(post.weights[0] @ np.abs(log_q))
     err = abs(float(kl[0] - kl[1])) + tail_part + rounding if post.converged else math.inf
     return Estimate(max(float(kl[0]), 0.0), err)
+
+
+def kl_pq_refined(post: Posterior, log_f: LogDensity, log_q: LogDensity, goal: float,
+                   max_nodes: int = KL_REFINE_NODES) -> Estimate:
+    """KL(p‖q) by adaptive cubature of ∫ e^f (f − log q) on the posterior's own tiles, refined where log q
+    is irregular (a flow's thin gaps where p has mass), until |K − G| of KL(p‖q) is within ``goal``
+    (absolute) or ``max_nodes`` more nodes are spent. For when ``kl_pq`` on the fixed nodes is not exact."""
+    tiles, tail = post.rule
+    tile_f, tail_f = post.rule_f
+
+    def columns(f: np.ndarray, lq: np.ndarray) -> np.ndarray:
+        return np.stack([np.ones(len(f)), np.where(np.isfinite(f), f - lq, 0.0)], -1)
+
+    def integrand(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        f = _finite_or_floor(log_f(points))
+        return f, columns(f, log_q(points))
+
+    f0 = _finite_or_floor(tile_f)
+    start = Cubature(post.tiles, tiles, f0, columns(f0, log_q(tiles.points)),
+                     float(np.max(f0 + tiles.log_w)))
+    cub = adaptive(integrand, post.tiles, lambda totals: np.array([P_GOAL, goal]) * abs(totals[0]),
+                   len(tiles) + max_nodes, start=start)
+    k, g, _ = cub.tile_sums()
+    tail_w = np.exp(_finite_or_floor(tail_f) + tail.log_w - cub.shift)
+    lq_tail = log_q(tail.points) if len(tail) else np.zeros(0)
+    if np.any((tail_w > 0) & ~np.isfinite(lq_tail)) or not np.all(np.isfinite(k)):
+        return Estimate(math.inf, 0.0)
+    tail_sums = np.array([tail_w.sum(), (tail_w * np.where(tail_w > 0, tail_f - lq_tail, 0.0)).sum()])
+    kl = [float(s[1] / s[0] - math.log(s[0]) - cub.shift)
+          for s in (k.sum(0) + tail_sums, g.sum(0) + tail_sums)]
+    total = k[:, 0].sum() + tail_sums[0]
+    tail_part = abs(float((tail_w * (np.where(tail_w > 0, tail_f - lq_tail, 0.0) - (kl[0] + math.log(total) + cub.shift))).sum() / total))
+    rounding = post.f_eps * float((np.abs(cub.v[:, 1]) @ np.exp(cub.a - cub.shift + cub.nodes.log_w)) / total) + post.rounding
+    err = abs(kl[0] - kl[1]) + tail_part + rounding if post.converged else math.inf
+    return Estimate(max(kl[0], 0.0), err)
 
 
 def kl_qp(log_px: Estimate, neg_elbo: Estimate) -> Estimate:

@@ -111,6 +111,12 @@ class Viewer:
 
         return log_f
 
+    def _log_q(self, q, x_obs: Tensor) -> exact.LogDensity:
+        def log_q(points: np.ndarray) -> np.ndarray:
+            return _numpy(q.log_prob(torch.as_tensor(points, dtype=x_obs.dtype, device=self.device)[:, None, :]))[:, 0]
+
+        return log_q
+
     def posterior(self, run: "_Run", x_obs: Tensor) -> PosteriorView | None:
         """p_θ(z|x_obs): with a frozen decoder computed once per observation; with a learning one at every
         call, on last time's nodes while they still meet the goal (``exact.refresh``), else anew."""
@@ -206,6 +212,9 @@ class Viewer:
         else:
             post = pv.post
             kl_pq = exact.kl_pq(post, log_q_at[len(grid_points):])
+            if not kl_pq.exact and math.isfinite(kl_pq.value):  # log q irregular where p has mass: refine for it
+                kl_pq = exact.kl_pq_refined(post, self._log_joint(decoder, x_obs), self._log_q(q, x_obs),
+                                            0.3 * exact.tolerance(kl_pq.value))
             q_side = exact.q_side(log_q_gh, f_gh, q_map, rng, f_eps=f_eps)
             log_px = post.log_px
             elbo = Estimate(-q_side.neg_elbo.value, q_side.neg_elbo.err)

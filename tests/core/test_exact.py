@@ -404,3 +404,29 @@ def test_adaptive_q_side_with_its_tail_matches_a_closed_form():
         w = np.exp(ln_n(eps, 0, 1).sum(-1)) * h * h
         total += float(w @ (ln_n(z, m, sd).sum(-1) - log_f(z)))
     assert within(side.neg_elbo.value, side.neg_elbo.err, total, floor=1e-6), (side.neg_elbo, total)
+
+
+def test_kl_pq_through_a_thin_gap_in_q():
+    """q = N(c, I)·(1 − 0.99 e^{−(z₁−c₁)²/2w²})/Z with w = 0.01: a thin gap through the middle of
+    p(z|x) = N(c, ½I) (gaussian problem), like a flow's between two lobes. The fixed nodes cannot see it
+    and say so (the truth within ±3 err, not exact); refined for it, KL(p‖q) is exact. Reference: closed
+    forms and one 1-D quadrature, Z = 1 − 0.99·w/√(1 + w²)."""
+    x = np.array([1.5, 0.0])
+    c = (x + np.array([0.5, -0.5])) / 2
+    w, depth = 0.01, 0.99
+    log_z = math.log(1 - depth * w / math.sqrt(1 + w * w))
+
+    def log_q(z):
+        return ln_n(z, c, 1.0).sum(-1) + np.log1p(-depth * np.exp(-0.5 * ((z[:, 0] - c[0]) / w) ** 2)) - log_z
+
+    gap = integrate.quad(lambda t: math.exp(float(ln_n(t, c[0], math.sqrt(0.5)))) * math.log1p(
+        -depth * math.exp(-0.5 * ((t - c[0]) / w) ** 2)), c[0] - 12, c[0] + 12, points=[c[0]], epsabs=1e-14,
+        epsrel=1e-12, limit=500)[0]
+    # E_p[log p(z|x)] = −log(πe); E_p[log N(z; c, I)] = −log 2π − ½
+    truth = -math.log(math.pi * math.e) + math.log(2 * math.pi) + 0.5 - gap + log_z
+    log_f = model_log_f("gaussian", {}, x)
+    post = exact.integrate_posterior(log_f, make_problem("gaussian").box)
+    quick = exact.kl_pq(post, log_q(post.points))
+    assert within(quick.value, quick.err, truth) and not quick.exact
+    refined = exact.kl_pq_refined(post, log_f, log_q, 0.3 * exact.tolerance(truth))
+    assert within(refined.value, refined.err, truth) and refined.exact, (refined, truth)

@@ -4,10 +4,11 @@ Fast tests: every preset loads, has a title and a description, and builds a Sess
 config loads; the view settings the slow tests lower do not change training.
 
 Slow tests (``-m slow``): each preset runs headless through the command line, as a user would, for seeds
-0–4 with its own steps and runs, and the test asserts what its description promises, from summary.json
-(``runs[i].final``) and, for gradient-SNR claims, from the probe history in metrics.csv. Only view
-settings are lowered (grid, samples, and the probe/log schedule where a claim does not read it); the
-measured numbers are in docs/presets.md.
+0–9 (nobody tuned the scenes to seeds 5–9) with its own steps and runs, and the test asserts what its
+description promises, from summary.json (``runs[i].final``) and, for claims about the course of training,
+from metrics.csv. Only view settings are lowered (grid, samples, and the probe/log schedule where a claim
+does not read it); the measured numbers are in docs/presets.md. A claim says what is robustly true (an
+ordering, a bound with a margin), not a range fitted to these seeds.
 """
 from __future__ import annotations
 
@@ -27,11 +28,12 @@ from explorer.core.session import Session
 from explorer.core.story import STORY, StoryScene, story_config
 
 PRESETS = ("mode-seeking", "snr-vs-k", "tighter-not-better", "dreg-fix", "ring", "funnel", "mixture")
-SEEDS = range(5)
+SEEDS = range(10)
 
 # View settings the claim tests lower. None of them changes training (test_view_settings_do_not_change_training).
 FAST_VIEW = ["view.grid=100", "view.samples=0"]
-NO_PROBE = [*FAST_VIEW, "view.snr_every=0", "view.log_every=50"]  # claims read final values only
+NO_PROBE = [*FAST_VIEW, "view.snr_every=0", "view.log_every=50"]  # claims read metric rows, no probes
+FINAL_ONLY = [*FAST_VIEW, "view.snr_every=0", "view.log_every=500"]  # claims read final values only
 PROBE_ROWS = [*FAST_VIEW, "view.log_every=20"]  # one metrics row per SNR probe (snr_every = 20)
 
 
@@ -84,7 +86,7 @@ def _trained_parameters(name: str, view: list[str], steps: int) -> list[torch.Te
 
 
 @pytest.mark.parametrize(("name", "lowered"), [
-    ("mode-seeking", NO_PROBE),
+    ("mode-seeking", FINAL_ONLY),
     ("dreg-fix", [*PROBE_ROWS, "view.snr_every=7", "view.snr_replicates=8"]),  # another probe schedule
     ("ring", NO_PROBE),
 ])
@@ -194,13 +196,18 @@ def check_ring(summary: dict[str, Any], rows: Rows) -> None:
 def check_funnel(summary: dict[str, Any], rows: Rows) -> None:
     vae_g, vae_flow, iwae, rws = finals(summary)
     assert vae_g["kl_pq"] > 2.5 * vae_g["kl_qp"], "reverse KL under-covers the funnel"
-    gauss, flow = summary["runs"][0]["name"], summary["runs"][1]["name"]
-    half = summary["steps"] / 2
+    gauss, flow, iwae_name = (summary["runs"][i]["name"] for i in range(3))
+    steps = summary["steps"]
     for metric in ("kl_qp", "kl_pq"):  # medians over the second half: the flow's KLs spike now and then
-        assert history_median(rows, flow, metric, half) < history_median(rows, gauss, metric, half) / 5
-    for f in (iwae, rws):  # the mass-covering Gaussians
-        assert f["kl_pq"] < vae_g["kl_pq"] / 2
+        assert history_median(rows, flow, metric, steps / 2) < history_median(rows, gauss, metric, steps / 2) / 4
+    for f in (iwae, rws):  # the mass-covering Gaussians: lower KL(p‖q), usually less than half
+        assert f["kl_pq"] < 0.6 * vae_g["kl_pq"]
     assert iwae["kl_qp"] > 3 * rws["kl_qp"] > 3 * vae_g["kl_qp"]
+    # IWAE's q keeps widening: KL(q‖p) over the last quarter is several times that over the first
+    first, last = history_median(rows, iwae_name, "kl_qp", 1, steps / 4), history_median(rows, iwae_name, "kl_qp", 3 * steps / 4)
+    assert last > 3 * first
+    for f in finals(summary):  # every exact number is exact, and no KL is negative (docs once showed −0.001)
+        assert f["approximate"] == "" and f["kl_qp"] >= 0 and f["kl_pq"] >= 0
 
 
 def check_mixture(summary: dict[str, Any], rows: Rows) -> None:
@@ -216,13 +223,13 @@ def check_mixture(summary: dict[str, Any], rows: Rows) -> None:
 
 
 CHECKS = {
-    "mode-seeking": (check_mode_seeking, NO_PROBE),
+    "mode-seeking": (check_mode_seeking, FINAL_ONLY),
     "snr-vs-k": (check_snr_vs_k, PROBE_ROWS),
     "tighter-not-better": (check_tighter_not_better, PROBE_ROWS),
     "dreg-fix": (check_dreg_fix, PROBE_ROWS),
-    "ring": (check_ring, NO_PROBE),
+    "ring": (check_ring, FINAL_ONLY),
     "funnel": (check_funnel, NO_PROBE),
-    "mixture": (check_mixture, NO_PROBE),
+    "mixture": (check_mixture, FINAL_ONLY),
 }
 
 
