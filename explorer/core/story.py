@@ -48,8 +48,8 @@ STORY: tuple[StoryScene, ...] = (
         title="3 · IWAE: K particles, a tighter bound",
         caption=(
             "L_K = log (1/K) Σ w_k with w = p(x,z)/q(z|x) is a lower bound on log p(x) that tightens as K grows. "
-            "Watch L_K climb towards the exact log p(x) from K = 1 (the ELBO) to K = 8 and 64, and q widen "
-            "over both modes: with many particles q only needs to propose well, not to fit."
+            "Watch L₆₄ end close to the exact log p(x), well above the ELBO of K = 1, and q widen over both "
+            "modes with K = 8 and 64: with many particles q only needs to propose well, not to fit."
         ),
         preset="mode-seeking",
         overrides=('runs=[{objective="vae",k=1},{objective="iwae",k=8},{objective="iwae",k=64}]',),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,8 @@ def check_mode_seeking(summary: dict[str, Any], rows: Rows) -> None:
     assert iwae["modes_covered"] == 2
     assert rws["kl_pq"] < iwae["kl_pq"] < vae["kl_pq"] / 10
     assert iwae["kl_qp"] > 3 * vae["kl_qp"]
+    # Story scene 2 (the VAE alone trains exactly as here): the ELBO's gap is ln 2 for the ignored mode plus misfit
+    assert math.log(2) < vae["kl_qp"] < 1.0
 
 
 def check_snr_vs_k(summary: dict[str, Any], rows: Rows) -> None:
@@ -157,8 +160,9 @@ def check_snr_vs_k(summary: dict[str, Any], rows: Rows) -> None:
     dec1, dec8, dec64 = snr_medians(summary, rows, "snr_decoder")
     assert enc1 > enc8 > enc64
     assert dec1 < dec8 < dec64
-    k1, _, k64 = finals(summary)
-    assert k64["kl_qp"] > k1["kl_qp"]  # the cost: IWAE-64's q is still off the posterior
+    k1, k8, k64 = finals(summary)
+    assert k64["kl_qp"] > max(k1["kl_qp"], k8["kl_qp"])  # the cost: IWAE-64's q ends furthest off the posterior
+    assert k1["kl_qp"] < 0.055  # K = 1 reaches the linear family's floor, 0.046
 
 
 def check_tighter_not_better(summary: dict[str, Any], rows: Rows) -> None:
@@ -191,13 +195,18 @@ def across_dreg_fix(results: list[tuple[dict[str, Any], Rows]]) -> None:
 
 def check_ring(summary: dict[str, Any], rows: Rows) -> None:
     vae_g, vae_flow, iwae_g, iwae_flow = finals(summary)
-    # under reverse KL the family decides: the flow bends around the ring
+    # under the reverse KL the family decides: the flow bends around the ring
     assert vae_flow["kl_qp"] < vae_g["kl_qp"] / 3
-    assert vae_flow["kl_pq"] < vae_g["kl_pq"] / 5
+    assert vae_flow["kl_pq"] < vae_g["kl_pq"] / 4
     # under IWAE both families turn into broad proposals over the ring
     for f in (iwae_g, iwae_flow):
         assert f["kl_pq"] < min(vae_g["kl_pq"], vae_flow["kl_pq"])
         assert f["kl_qp"] > max(vae_g["kl_qp"], vae_flow["kl_qp"])
+
+
+def across_ring(results: list[tuple[dict[str, Any], Rows]]) -> None:
+    """On 9 of 10 seeds the flow's KL(p‖q) under the VAE is more than ten times lower than the Gaussian's."""
+    assert sum(finals(s)[1]["kl_pq"] < finals(s)[0]["kl_pq"] / 10 for s, _ in results) >= 9
 
 
 def check_funnel(summary: dict[str, Any], rows: Rows) -> None:
@@ -218,13 +227,22 @@ def check_funnel(summary: dict[str, Any], rows: Rows) -> None:
 def check_mixture(summary: dict[str, Any], rows: Rows) -> None:
     vae_g, vae_flow, iwae, rws_g, rws_flow = finals(summary)
     assert vae_g["n_modes"] == 5
-    for f in (vae_g, vae_flow, rws_g):  # one mode, the heaviest (modes are sorted by posterior mass)
+    for f in (vae_g, vae_flow, rws_g):  # one mode of five
         assert f["modes_covered"] == 1
+    for f in (vae_g, rws_g):  # the heaviest (modes are sorted by posterior mass)
         assert f["modes"][0]["q_mass"] > 0.9
-    assert iwae["modes_covered"] == 5 and rws_flow["modes_covered"] == 5
+    assert iwae["modes_covered"] == 5 and rws_flow["modes_covered"] >= 3
     q_masses = [m["q_mass"] for m in rws_flow["modes"]]
     assert q_masses[0] == max(q_masses), "RWS-flow gives the heaviest mode the largest share"
-    assert rws_flow["kl_qp"] < min(f["kl_qp"] for f in (vae_g, vae_flow, iwae, rws_g))
+
+
+def across_mixture(results: list[tuple[dict[str, Any], Rows]]) -> None:
+    """Counts over seeds 0–9: the VAE-flow's one mode is the heaviest on 9; RWS-flow covers all five on 6 and
+    has the lowest KL(q‖p) of the five runs on 8."""
+    runs = [finals(s) for s, _ in results]
+    assert sum(f[1]["modes"][0]["q_mass"] > 0.9 for f in runs) >= 9
+    assert sum(f[4]["modes_covered"] == 5 for f in runs) >= 6
+    assert sum(f[4]["kl_qp"] < min(g["kl_qp"] for g in f[:4]) for f in runs) >= 8
 
 
 CHECKS = {
@@ -239,7 +257,7 @@ CHECKS = {
 
 
 # claims about how many of seeds 0–9 show something: preset -> check(list of (summary, rows) per seed)
-ACROSS_SEEDS: dict[str, Any] = {"dreg-fix": across_dreg_fix}
+ACROSS_SEEDS: dict[str, Any] = {"dreg-fix": across_dreg_fix, "ring": across_ring, "mixture": across_mixture}
 
 
 @pytest.fixture(scope="module")
@@ -273,3 +291,20 @@ def test_preset_claims(name, seed, preset_runs):
 @pytest.mark.parametrize("name", sorted(ACROSS_SEEDS))
 def test_preset_claims_across_seeds(name, preset_runs):
     ACROSS_SEEDS[name]([preset_runs(name, seed) for seed in SEEDS])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SEEDS)
+def test_story_scene_3_claims(seed):
+    """"L₆₄ ends close to the exact log p(x), well above the ELBO of K = 1, and q widens over both modes with
+    K = 8 and 64" (medians of the MC bounds over the second half: one estimate per step is noisy)."""
+    scene = STORY[2]
+    session = Session(load_preset(scene.preset, [*scene.overrides, f"seed={seed}", *NO_PROBE]), device="cpu")
+    session.step(session.config.steps)
+    rows = session.metric_rows()
+    summary = session.summary()
+    vae, iwae8, iwae64 = finals(summary)
+    half = summary["steps"] / 2
+    elbo, l64 = (history_median(rows, summary["runs"][i]["name"], "bound", half) for i in (0, 2))
+    assert abs(l64 - vae["log_px"]) < 0.15 and l64 > elbo + 0.3
+    assert vae["modes_covered"] == 1 and iwae8["modes_covered"] == 2 and iwae64["modes_covered"] == 2
