@@ -18,8 +18,9 @@ import torch
 from torch import Tensor
 
 from . import exact
+from .cubature import Box, LogDensity, hull, pad
 from .diagnostics import ess_frac
-from .exact import Box, Estimate, Posterior
+from .exact import Estimate, Posterior
 from .grid import MODE_MIN_MASS, Grid, basins, make_grid
 from .objectives import draw, log_mean_exp, normalised_weights
 from .problems import Decoder, Problem
@@ -45,11 +46,11 @@ def follow(shown: Box | None, wanted: Box) -> Box:
     """The view to show next: ``shown`` while it contains ``wanted`` and ``wanted`` fills at least
     FOLLOW_FILL of it in one direction (hysteresis: no jitter while training moves q a little); else
     ``wanted`` with a margin."""
-    if shown is not None and exact.hull(shown, wanted) == shown:
+    if shown is not None and hull(shown, wanted) == shown:
         fill = max((wanted[1] - wanted[0]) / (shown[1] - shown[0]), (wanted[3] - wanted[2]) / (shown[3] - shown[2]))
         if fill >= FOLLOW_FILL:
             return shown
-    return exact.pad(wanted, FOLLOW_MARGIN)
+    return pad(wanted, FOLLOW_MARGIN)
 
 
 def _square(c: float, k: int) -> np.ndarray:
@@ -102,7 +103,7 @@ class Viewer:
         self._last: dict[int, tuple[tuple, Posterior]] = {}  # per run with a learning decoder: its last posterior
 
     # ------------------------------------------------------------------ the posterior
-    def _log_joint(self, decoder: Decoder, x_obs: Tensor) -> exact.LogDensity:
+    def _log_joint(self, decoder: Decoder, x_obs: Tensor) -> LogDensity:
         dtype = x_obs.dtype
 
         def log_f(points: np.ndarray) -> np.ndarray:
@@ -111,7 +112,7 @@ class Viewer:
 
         return log_f
 
-    def _log_q(self, q, x_obs: Tensor) -> exact.LogDensity:
+    def _log_q(self, q, x_obs: Tensor) -> LogDensity:
         def log_q(points: np.ndarray) -> np.ndarray:
             return _numpy(q.log_prob(torch.as_tensor(points, dtype=x_obs.dtype, device=self.device)[:, None, :]))[:, 0]
 
@@ -131,7 +132,7 @@ class Viewer:
         if last is not None and last[0] == key:
             post = exact.refresh(last[1], log_f, f_eps=f_eps)
         if post is None:
-            seed = self.problem.box if last is None else exact.hull(self.problem.box, last[1].box)
+            seed = self.problem.box if last is None else hull(self.problem.box, last[1].box)
             post = exact.integrate_posterior(log_f, seed, f_eps=f_eps)
         view = None if post is None else self._posterior_view(run.decoder, x_obs, post)
         if frozen:
@@ -187,7 +188,7 @@ class Viewer:
 
         # q's region: the images of the squares around ε = 0 (a homeomorphism maps a square's inside inside
         # the image of its boundary); its grid for contours and mode coverage
-        q_view, q_box = _bbox(rim_z[: 4 * BOUNDARY]), exact.pad(_bbox(rim_z[4 * BOUNDARY :]), 0.03)
+        q_view, q_box = _bbox(rim_z[: 4 * BOUNDARY]), pad(_bbox(rim_z[4 * BOUNDARY :]), 0.03)
         q_grid = make_grid(q_box, self.n_q, dtype=dtype, device=device) if _usable(q_box) else None
         node_points = (torch.as_tensor(pv.post.points, dtype=dtype, device=device) if pv is not None
                        else torch.zeros((0, 2), dtype=dtype, device=device))
@@ -228,7 +229,7 @@ class Viewer:
             metrics.update({"q_mass": q_in_box, "n_modes": float(len(modes)),
                             "modes_covered": float(sum(md.q_mass >= MODE_MIN_MASS for md in modes))})
             log_post, post_box = pv.log_post, post.box
-            view_box = exact.pad(exact.hull(pv.core, q_view), 0.05)
+            view_box = pad(hull(pv.core, q_view), 0.05)
         metrics.update({name: v for name, v in run.snr.items() if isinstance(v, float)})
         metrics = {name: v for name, v in metrics.items() if math.isfinite(v)}
         if "error" in run.snr:

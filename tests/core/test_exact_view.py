@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from explorer.core import exact
+from explorer.core.cubature import pad
 from explorer.core.config import config_from_dict
 from explorer.core.models import LinearEncoder
 from explorer.core.problems import make_problem
@@ -39,8 +40,8 @@ def test_follow_moves_when_the_mass_leaves_or_shrinks():
     for wanted in (outside, small):
         new = follow(shown, wanted)
         assert new != shown and _contains(new, wanted)
-        assert new == pytest.approx(exact.pad(wanted, FOLLOW_MARGIN))
-    assert follow(None, small) == pytest.approx(exact.pad(small, FOLLOW_MARGIN))
+        assert new == pytest.approx(pad(wanted, FOLLOW_MARGIN))
+    assert follow(None, small) == pytest.approx(pad(small, FOLLOW_MARGIN))
 
 
 def test_following_a_drifting_q_does_not_jitter():
@@ -118,8 +119,8 @@ def test_the_view_holds_p_and_q():
     view, _, _ = _view("bimodal", {"sigma": 0.3}, [1.2, 0.5], [2.5, -1.0])
     assert _contains(view.view_box, (-1.4, 1.4, 0.0, 1.0))  # both modes
     q_core = (2.5 - 3 * math.sqrt(2 / 3), 2.5 + 3 * math.sqrt(2 / 3), -1.0 - 3 * math.sqrt(2 / 3), -1.0 + 3 * math.sqrt(2 / 3))
-    assert _contains(view.view_box, exact.pad(q_core, -1e-6))
-    assert _contains(view.q_box, exact.pad(q_core, -1e-6))
+    assert _contains(view.view_box, pad(q_core, -1e-6))
+    assert _contains(view.q_box, pad(q_core, -1e-6))
 
 
 def test_frozen_posterior_is_computed_once_per_observation():
