@@ -17,10 +17,28 @@ import pyqtgraph as pg
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFontMetricsF, QImage, QPainter, QPaintEngine, QPen, QPixmap, QPolygonF
 
-from explorer.core.snapshot import RunView, Snapshot
+from explorer.core.snapshot import RunView, Snapshot, is_exact
 
 from . import theme
 from .theme import DASHED, DOTTED, SOLID, Style, fmt
+
+Box = tuple[float, float, float, float]  # (z1_min, z1_max, z2_min, z2_max)
+FOLLOW_FILL = 0.5  # the view changes when what it should show fills less than this in both directions...
+FOLLOW_MARGIN = 0.1  # ...or leaves it; a new view has this margin on each side, so it does not jitter
+
+
+def follow(shown: Box | None, wanted: Box) -> Box:
+    """The view to show next: ``shown`` while it contains ``wanted`` and ``wanted`` fills at least
+    FOLLOW_FILL of it in one direction (hysteresis: no jitter while training moves q a little); else
+    ``wanted`` with a margin."""
+    if shown is not None and (min(shown[0], wanted[0]), max(shown[1], wanted[1]),
+                              min(shown[2], wanted[2]), max(shown[3], wanted[3])) == shown:
+        fill = max((wanted[1] - wanted[0]) / (shown[1] - shown[0]), (wanted[3] - wanted[2]) / (shown[3] - shown[2]))
+        if fill >= FOLLOW_FILL:
+            return shown
+    d1, d2 = FOLLOW_MARGIN * (wanted[1] - wanted[0]), FOLLOW_MARGIN * (wanted[3] - wanted[2])
+    return wanted[0] - d1, wanted[1] + d1, wanted[2] - d2, wanted[3] + d2
+
 
 # Contours at log-density max − k²/2, k = 1, 2, 3: the 1σ/2σ/3σ ellipses of a Gaussian; the same rule for
 # p and q, so the two sets of lines are comparable.
@@ -270,8 +288,8 @@ class Panel:
         raise NotImplementedError
 
 
-def _new_plot(name: str, log_y: bool = False) -> pg.PlotItem:
-    plot = pg.PlotItem(axisItems={"left": theme.LogAxis("left")} if log_y else None)
+def _new_plot(name: str, log_y: bool = False, view_box: pg.ViewBox | None = None) -> pg.PlotItem:
+    plot = pg.PlotItem(axisItems={"left": theme.LogAxis("left")} if log_y else None, viewBox=view_box)
     theme.use_text_label_title(plot)
     plot.hideButtons()
     plot.setMenuEnabled(False)
@@ -281,38 +299,95 @@ def _new_plot(name: str, log_y: bool = False) -> pg.PlotItem:
 
 
 # --------------------------------------------------------------------------- posterior
+def err_digits(value: float | None, err: float | None, digits: int = 2) -> str:
+    """A title number with its error: '12.06 ± 0.08' when the error shows at ``digits`` decimals, else
+    '12.06' alone; '≈' in front when the number is not exact (error above exact.tolerance)."""
+    text = fmt(value, digits)
+    if value is None or err is None or not math.isfinite(value):
+        return text
+    if not math.isfinite(err):
+        return f"≈{text}"
+    if err >= 0.5 * 10.0**-digits:
+        shown = float(f"{err:.1g}")
+        text = f"{text} ± {shown:.{max(digits, -math.floor(math.log10(shown)))}f}"
+    return text if is_exact(value, err) else f"≈{text}"
+
+
+def wrap_lines(lines: Iterable[str], metrics: QFontMetricsF, width_px: float) -> list[str]:
+    """Each line broken at spaces into lines no wider than ``width_px`` (a single word wider than that
+    stays whole): nothing is cut off with '…'."""
+    out = []
+    for line in lines:
+        current = ""
+        for word in line.split(" "):
+            trial = f"{current} {word}" if current else word
+            if current and metrics.horizontalAdvance(trial) > width_px:
+                out.append(current)
+                current = word
+            else:
+                current = trial
+        out.append(current)
+    return out
+
+
+class FollowViewBox(pg.ViewBox):
+    """A ViewBox that says when it is double-clicked (the posterior panel: follow the mass again)."""
+
+    sigDoubleClicked = Signal()
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802 (pyqtgraph's name)
+        if ev.double() and ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self.sigDoubleClicked.emit()
+            return
+        super().mouseClickEvent(ev)
+
+
+def _finite_box(box: tuple[float, ...] | None) -> bool:
+    return box is not None and all(math.isfinite(b) for b in box) and box[1] > box[0] and box[3] > box[2]
+
+
 class PosteriorPanel(Panel):
     """True posterior p(z|x_obs) (image + contours), q (contours + samples) and the K weighted particles of
-    one run, over the latent box with equal aspect."""
+    one run, with equal aspect. The view follows where p and q have their mass (``RunView.view_box``):
+    calmly while training runs (``follow``: it moves only when the mass leaves it or fills less
+    than half of it), exactly on a paused frame (the same frame always looks the same). A pan or zoom by
+    the user pins it; a double-click (or ``reset_view``) lets it follow again."""
 
     def __init__(self, run_index: int, box: tuple[float, float, float, float], style: Style,
                  lut: np.ndarray, weight_brushes: list):
         super().__init__(style)
         self.run_index = run_index
         self.name = f"posterior-{run_index}"
-        self.box = box
+        self.box = box  # the problem's latent box: the view until a snapshot says where the mass is
         self._weight_brushes = weight_brushes
         self._title = ""
         self._diverged: int | None = None
         self._warning = ""
-        self._image_shape: tuple[int, ...] | None = None
-        self._contourer: Contourer | None = None
+        self._image_rect: tuple | None = None
+        self._contourers: dict[tuple, Contourer] = {}
         self._shown_post: np.ndarray | None = None  # the grids drawn last (snapshots are immutable)
         self._shown_q: np.ndarray | None = None
+        self._wanted: tuple[float, float, float, float] | None = None  # what the view should show now
+        self._target: tuple[float, float, float, float] | None = None  # the range last set by following
 
         self.nominal_width = 400.0  # the figure sets this before the first layout pass
         self._run: RunView | None = None
-        self._user_zoomed = False
-        self.plot = plot = _new_plot(self.name)
+        self._pinned = False
+        self.plot = plot = _new_plot(self.name, view_box=FollowViewBox())
         vb = plot.getViewBox()
         vb.setAspectLocked(True, ratio=1.0)
         vb.disableAutoRange()
-        self.reset_view()
+        self._apply_view(box)
         vb.sigResized.connect(self._on_resized)
         vb.sigRangeChangedManually.connect(self._on_user_zoom)
+        vb.sigRangeChanged.connect(self._on_range_changed)
+        vb.sigDoubleClicked.connect(self.reset_view)
 
         self.image = pg.ImageItem(axisOrder="col-major")
         self.image.setLookupTable(lut)
+        # the image covers p's own region; around it, the view shows the image's colour for density 0
+        vb.setBackgroundColor(QColor(*(int(c) for c in lut[0][:3])))
         self.image.setZValue(-10)
         plot.addItem(self.image)
 
@@ -347,7 +422,6 @@ class PosteriorPanel(Panel):
 
         self.diverged_text = pg.TextItem(anchor=(0.5, 0.5), color=theme.DIVERGED_COLOR,
                                          fill=pg.mkBrush(255, 255, 255, 215))
-        self.diverged_text.setPos((box[0] + box[1]) / 2, (box[2] + box[3]) / 2)
         self.diverged_text.setZValue(20)
         self.diverged_text.hide()
         plot.addItem(self.diverged_text)
@@ -359,46 +433,102 @@ class PosteriorPanel(Panel):
 
         self.warning_text = pg.TextItem(anchor=(0.0, 0.0), color=theme.WARNING_COLOR,
                                         fill=pg.mkBrush(255, 255, 255, 200))
-        self.warning_text.setPos(box[0], box[3])
         self.warning_text.setZValue(15)
         self.warning_text.hide()
         plot.addItem(self.warning_text)
+
+        self.pin_text = pg.TextItem("view pinned · double-click to follow", anchor=(1.0, 0.0), color=theme.DATA_COLOR,
+                                    fill=pg.mkBrush(255, 255, 255, 170))
+        self.pin_text.setZValue(15)
+        self.pin_text.hide()
+        plot.addItem(self.pin_text)
         self.restyle_text(style)
+        self._place_overlays()
+
+    # ------------------------------------------------------------------ the view
+    @property
+    def pinned(self) -> bool:
+        return self._pinned
+
+    def set_pinned(self, pinned: bool) -> None:
+        """Pin the view where it is (True), or let it follow the mass again (False)."""
+        self._pinned = bool(pinned)
+        self.pin_text.setVisible(self._pinned)
+        if not self._pinned:
+            self._target = None
+            self._follow()
 
     def reset_view(self) -> None:
-        """Show the whole latent box (the view follows resizes again until the user zooms)."""
-        self._user_zoomed = False
-        b = self.box
-        self.plot.getViewBox().setRange(xRange=b[:2], yRange=b[2:], padding=0.0)
+        """Follow the mass again (undoes a user's pan or zoom)."""
+        self.set_pinned(False)
+
+    def view_rect(self) -> tuple[float, float, float, float]:
+        """What the panel shows now: (z1_min, z1_max, z2_min, z2_max)."""
+        (x0, x1), (y0, y1) = self.plot.getViewBox().viewRange()
+        return float(x0), float(x1), float(y0), float(y1)
+
+    def _apply_view(self, box: tuple[float, float, float, float]) -> None:
+        self._target = box
+        self.plot.getViewBox().setRange(xRange=box[:2], yRange=box[2:], padding=0.0)
+
+    def _follow(self, canonical: bool = False) -> None:
+        """Follow ``view_box`` with hysteresis, or (``canonical``: a paused frame) show the snapshot's own
+        view, so that the same frame looks the same however the panel got there (a reopened session)."""
+        if self._pinned:
+            return
+        wanted = self._wanted if _finite_box(self._wanted) else self.box
+        shown = None if self._target is None or canonical else self.view_rect()
+        new = follow(shown, wanted)
+        if shown is None or new != shown:
+            self._apply_view(new)
 
     def _on_resized(self, *_):
-        if not self._user_zoomed:
-            self.reset_view()
+        if not self._pinned and self._target is not None:
+            self._apply_view(self._target)  # the aspect changed: show the same target again
         if self._run is not None:  # text placement depends on the pixel size
             self._set_title(self._run)
-            self._set_modes(self._run)
             self._set_warning(self._run)
+        self._place_overlays()
 
     def _on_user_zoom(self, *_):
-        self._user_zoomed = True
+        self.set_pinned(True)
 
+    def _on_range_changed(self, *_):
+        self._place_overlays()
+
+    def _place_overlays(self) -> None:
+        """Texts and the divergence frame sit at the view's edges: move them with the view."""
+        x0, x1, y0, y1 = self.view_rect()
+        self.warning_text.setPos(x0, y1)
+        self.pin_text.setPos(x1, y1)
+        self.diverged_text.setPos(0.5 * (x0 + x1), 0.5 * (y0 + y1))
+        self.diverged_frame.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
+        if self._run is not None:
+            self._set_modes(self._run)
+
+    # ------------------------------------------------------------------ text
     def restyle_text(self, style: Style) -> None:
         theme.style_plot(self.plot, style, "z₁", "z₂")
         for label in self.mode_labels:
             label.setFont(style.font(theme.BASE_FONT_PT - 1))
         self.diverged_text.setFont(style.font(theme.BASE_FONT_PT + 5, bold=True))
         self.warning_text.setFont(style.font(theme.BASE_FONT_PT - 1.5))
+        self.pin_text.setFont(style.font(theme.BASE_FONT_PT - 2))
         if self._run is not None:
             self._title = ""
             self._set_title(self._run)
+            self._warning = ""
+            self._set_warning(self._run)
 
     def title_html(self, run: RunView) -> str:
-        """Run name in its colour, then the live exact numbers: on one line if it fits the panel, else on
-        two, in a smaller font if even those would not fit (many runs on a small screen)."""
+        """Run name in its colour, then the live exact numbers with their error where it shows (≈ marks
+        a number that is not exact): on one line if it fits the panel, else on two, in a smaller font if
+        even those would not fit (many runs on a small screen)."""
         m = run.metrics
         color = theme.run_color(run.index)
-        first = f"log p(x) {fmt(m.get('log_px'))} · KL(q‖p) {fmt(m.get('kl_qp'))}"
-        second = f"KL(p‖q) {fmt(m.get('kl_pq'))} · ESS/K {fmt(m.get('ess_frac'))}"
+        first = (f"log p(x) {err_digits(m.get('log_px'), m.get('log_px_err'))} · "
+                 f"KL(q‖p) {err_digits(m.get('kl_qp'), m.get('kl_qp_err'))}")
+        second = f"KL(p‖q) {err_digits(m.get('kl_pq'), m.get('kl_pq_err'))} · ESS/K {fmt(m.get('ess_frac'))}"
         metrics = QFontMetricsF(self.style.font(theme.BASE_FONT_PT))
         vb_width = self.plot.getViewBox().width()  # the title is centred over the view's column
         width = (vb_width if vb_width > 50 else self.nominal_width) - 12
@@ -420,15 +550,18 @@ class PosteriorPanel(Panel):
             self._title = title
             theme.set_title(self.plot, title, self.style)
 
+    # ------------------------------------------------------------------ data
     def update(self, snapshot: Snapshot) -> None:
         run = snapshot.runs[self.run_index]
         self._run = run
         self._set_title(run)
+        self._wanted = run.view_box
+        self._follow(canonical=snapshot.paused)
 
         # p(z|x) is unchanged from frame to frame when the decoder is frozen, q while paused: skip both
         if not _same_array(run.log_post, self._shown_post):
             self._shown_post = run.log_post
-            self._set_posterior(snapshot, run.log_post)
+            self._set_posterior(snapshot, run)
         if not _same_array(run.log_q, self._shown_q):
             self._shown_q = run.log_q
             q = sanitise_log_density(run.log_q)
@@ -436,7 +569,7 @@ class PosteriorPanel(Panel):
                 for item in self.q_lines:
                     item.setData([], [])
             else:
-                self._set_contours(self.q_lines, snapshot, *q)
+                self._set_contours(self.q_lines, self._grid_box(snapshot, run.q_box), *q)
 
         self.q_samples.setData(run.q_samples)
 
@@ -445,8 +578,11 @@ class PosteriorPanel(Panel):
         self._set_diverged(run.diverged_step)
         self._set_warning(run)
 
-    def _set_posterior(self, snapshot: Snapshot, log_post: np.ndarray) -> None:
-        post = sanitise_log_density(log_post)
+    def _grid_box(self, snapshot: Snapshot, box: tuple[float, float, float, float] | None) -> tuple[float, ...]:
+        return tuple(box) if _finite_box(box) else tuple(snapshot.box)
+
+    def _set_posterior(self, snapshot: Snapshot, run: RunView) -> None:
+        post = sanitise_log_density(run.log_post)
         if post is None:
             self.image.clear()
             for item in self.p_lines:
@@ -456,18 +592,25 @@ class PosteriorPanel(Panel):
         density = np.exp(log_p - peak)  # in (0, 1]
         u8 = (density * 255.0 + 0.5).astype(np.uint8)  # through the precomputed 256-entry LUT
         self.image.setImage(u8, autoLevels=False, levels=(0, 255))
-        if self._image_shape != u8.shape:
-            self._image_shape = u8.shape
-            b = self.box
+        b = self._grid_box(snapshot, run.post_box)
+        if self._image_rect != (b, u8.shape):
+            self._image_rect = (b, u8.shape)
             self.image.setRect(QRectF(b[0], b[2], b[1] - b[0], b[3] - b[2]))
-        self._set_contours(self.p_lines, snapshot, log_p, peak)
+        self._set_contours(self.p_lines, b, log_p, peak)
 
-    def _set_contours(self, items: list[pg.PlotCurveItem], snapshot: Snapshot, log_d: np.ndarray,
+    def _set_contours(self, items: list[pg.PlotCurveItem], box: tuple[float, ...], log_d: np.ndarray,
                       peak: float) -> None:
         levels = [peak - 0.5 * k * k for k in SIGMA_LEVELS]
-        if self._contourer is None or self._contourer.shape != log_d.shape:
-            self._contourer = Contourer(snapshot.z1, snapshot.z2)
-        for item, line in zip(items, self._contourer.lines(log_d, levels)):
+        key = (box, log_d.shape)
+        contourer = self._contourers.get(key)
+        if contourer is None:
+            if len(self._contourers) > 8:  # the boxes move while the decoder learns: keep a few
+                self._contourers.clear()
+            n1, n2 = log_d.shape
+            h1, h2 = (box[1] - box[0]) / n1, (box[3] - box[2]) / n2
+            contourer = self._contourers[key] = Contourer(box[0] + h1 * (np.arange(n1) + 0.5),
+                                                          box[2] + h2 * (np.arange(n2) + 0.5))
+        for item, line in zip(items, contourer.lines(log_d, levels)):
             if len(line):
                 item.setData(line[:, 0], line[:, 1], connect="finite")
             else:
@@ -494,9 +637,9 @@ class PosteriorPanel(Panel):
         self.particles.setData(pos=pos, size=sizes, brush=brushes)
 
     def _set_modes(self, run: RunView) -> None:
-        """Label each posterior mode with its mass under p and under q along the box's bottom edge, under
+        """Label each posterior mode with its mass under p and under q along the view's bottom edge, under
         the mode, stacking upwards where labels would overlap (the top edge is left to warnings)."""
-        b = self.box
+        b = self.view_rect()
         modes = [md for md in run.modes[:MAX_MODE_LABELS]
                  if math.isfinite(md.center[0]) and math.isfinite(md.p_mass) and math.isfinite(md.q_mass)]
         if len(modes) < 2:  # one basin: the title's KLs say it all
@@ -527,16 +670,19 @@ class PosteriorPanel(Panel):
         """View units per screen pixel (a guess from the nominal width before the first layout)."""
         px, py = self.plot.getViewBox().viewPixelSize()
         if not (math.isfinite(px) and px > 0 and math.isfinite(py) and py > 0):
-            px = py = (self.box[1] - self.box[0]) / max(self.nominal_width, 100.0)
+            x0, x1, _, _ = self.view_rect()
+            px = py = (x1 - x0) / max(self.nominal_width, 100.0)
         return px, py
 
     def _set_warning(self, run: RunView) -> None:
-        """The run's warnings (q's mass outside the box, a skipped SNR probe), one line each across the
-        top of the box, cut short with '…' where the box is narrow."""
-        lines = [f"⚠ {w}" for w in run.warnings if not w.startswith("diverged")]
-        width_px = max(60.0, (self.box[1] - self.box[0]) / self._pixel_size()[0] - 10)
+        """The run's warnings (a skipped SNR probe, why a number is approximate), one line each across the
+        top of the view, broken into several where the panel is narrow: never cut short with '…'."""
+        lines = [f"approximate: {run.approximate}"] if run.approximate else []
+        lines += [f"⚠ {w}" for w in run.warnings if not w.startswith("diverged")]
+        x0, x1, _, _ = self.view_rect()
+        width_px = max(60.0, (x1 - x0) / self._pixel_size()[0] - 10)
         metrics = QFontMetricsF(self.warning_text.textItem.font())
-        warning = "\n".join(metrics.elidedText(line, Qt.TextElideMode.ElideRight, width_px) for line in lines)
+        warning = "\n".join(wrap_lines(lines, metrics, width_px))
         if warning != self._warning:
             self._warning = warning
             self.warning_text.setText(warning)
@@ -557,7 +703,6 @@ class PosteriorPanel(Panel):
     @property
     def diverged_visible(self) -> bool:
         return self.diverged_text.isVisible()
-
 
 
 # --------------------------------------------------------------------------- data
@@ -684,7 +829,7 @@ CURVE_KINDS: dict[str, tuple[str, str, bool, list[tuple[str, Qt.PenStyle, str]]]
             [("snr_encoder", SOLID, "encoder φ"), ("snr_decoder", DASHED, "decoder θ")]),
     "bounds": ("bounds on log p(x)", "nats", False,
                [("bound", SOLID, "MC L_K"), ("elbo", DASHED, "MC ELBO")]),
-    "kl": ("KL divergences (exact, grid)", "nats", False,
+    "kl": ("KL divergences (quadrature)", "nats", False,
            [("kl_qp", SOLID, "KL(q‖p)"), ("kl_pq", DASHED, "KL(p‖q)")]),
     "ess": ("ESS / K", "ESS / K", False, [("ess_frac", SOLID, "ESS/K")]),
 }

@@ -90,7 +90,7 @@ def test_a_signal_between_the_two_renames_loses_nothing(monkeypatch, capsys, tmp
 def test_a_signal_during_the_build_writes_a_summary_marked_interrupted(monkeypatch, capsys, tmp_path):
     import explorer.core.session as session_mod
 
-    _signal_on(monkeypatch, session_mod, "make_grid", signal.SIGTERM)  # inside Session(...)
+    _signal_on(monkeypatch, session_mod, "Viewer", signal.SIGTERM)  # inside Session(...)
     out = tmp_path / "out"
     assert main([*RUN, "--out", str(out)]) == 143
     summary = _check_unit(out)

@@ -141,7 +141,7 @@ def test_the_folder_records_points_once_and_the_table_reads_back_exactly(tmp_pat
         summary = json.loads((tmp_path / "points" / p.key / "summary.json").read_text())
         final = summary["runs"][0]["final"]
         mine = {r["metric"]: r["value"] for r in ok if r["point"] == p.key}
-        assert {k: v for k, v in final.items() if not isinstance(v, (list, bool))} == \
+        assert {k: v for k, v in final.items() if not isinstance(v, (list, bool, str))} == \
                {k: v for k, v in mine.items() if k != "diverged"}
         assert mine["diverged"] == int(final["diverged"])
         assert {r["k"] for r in ok if r["point"] == p.key} == {p.axes["runs.0.k"]}
