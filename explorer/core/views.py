@@ -37,7 +37,7 @@ def box_centres(box: Box, n: int) -> tuple[np.ndarray, np.ndarray]:
     return box[0] + h1 * (np.arange(n) + 0.5), box[2] + h2 * (np.arange(n) + 0.5)
 
 
-def _square(c: float, k: int) -> np.ndarray:
+def square(c: float, k: int) -> np.ndarray:
     """k points per side around the square [−c, c]² ([4k, 2])."""
     t = np.linspace(-c, c, k, endpoint=False)
     return np.concatenate([np.stack([t, np.full(k, -c)], 1), np.stack([np.full(k, c), t], 1),
@@ -45,14 +45,14 @@ def _square(c: float, k: int) -> np.ndarray:
 
 
 # the noise every view maps through q: the rims of q's view and grid squares, then the exact ELBO's nodes
-_FIXED_EPS = np.concatenate([_square(Q_VIEW_C, BOUNDARY), _square(Q_GRID_C, BOUNDARY), exact.GH_EPS])
+_FIXED_EPS = np.concatenate([square(Q_VIEW_C, BOUNDARY), square(Q_GRID_C, BOUNDARY), exact.GH_EPS])
 
 
-def _bbox(points: np.ndarray) -> Box:
+def bbox(points: np.ndarray) -> Box:
     return (float(points[:, 0].min()), float(points[:, 0].max()), float(points[:, 1].min()), float(points[:, 1].max()))
 
 
-def _usable(box: Box) -> bool:
+def usable(box: Box) -> bool:
     """A finite box whose sides are wide enough for a grid in float32 at its distance from 0."""
     if not all(math.isfinite(b) for b in box):
         return False
@@ -172,8 +172,8 @@ class Viewer:
 
         # q's region: the images of the squares around ε = 0 (a homeomorphism maps a square's inside inside
         # the image of its boundary); its grid for contours and mode coverage
-        q_view, q_box = _bbox(rim_z[: 4 * BOUNDARY]), pad(_bbox(rim_z[4 * BOUNDARY :]), 0.03)
-        q_grid = make_grid(q_box, self.n_q, dtype=dtype, device=device) if _usable(q_box) else None
+        q_view, q_box = bbox(rim_z[: 4 * BOUNDARY]), pad(bbox(rim_z[4 * BOUNDARY :]), 0.03)
+        q_grid = make_grid(q_box, self.n_q, dtype=dtype, device=device) if usable(q_box) else None
         node_points = (torch.as_tensor(pv.post.points, dtype=dtype, device=device) if pv is not None
                        else torch.zeros((0, 2), dtype=dtype, device=device))
         grid_points = q_grid.points if q_grid is not None else torch.zeros((0, 2), dtype=dtype, device=device)
