@@ -469,6 +469,17 @@ def _view_part(s: _RunShape, grid: int, samples: int) -> Part:
     return Part(f"the views of runs[{s.index}]", mem, secs, keys, "grid² points × the model's activations")
 
 
+def _amortise_part(s: _RunShape) -> Part:
+    """One evaluation of a q* fit (core/amortisation.py): R·K particles with their gradient in ψ, R·K the
+    larger of FIT_POINTS and K (the largest K it fits); its memory only (a fit is worked in slices)."""
+    from .amortisation import MAX_K, fit_groups
+
+    points = fit_groups(s.objective, s.k) * s.k if s.k <= MAX_K else 0
+    floats, _ = s.particle(points)
+    return Part(f"the q* fit of runs[{s.index}]", F32 * points * floats, 0.0, s.drivers(),
+                "R·K particles of the run's objective at one x")
+
+
 def estimate_session(config: Config, device: str | None = None, budget: int | None = None) -> Estimate:
     """Peak memory and unit times of a Session built from ``config`` (see the module docstring)."""
     device = str(device or config.device)
@@ -490,7 +501,8 @@ def estimate_session(config: Config, device: str | None = None, budget: int | No
     speed = GPU_SPEEDUP if device.startswith(("cuda", "mps")) else 1.0
     units = [(name, sum(p.seconds for p in parts) / speed, max(parts, key=lambda p: p.seconds))
              for name, parts in ((STEP, steps), (VIEWS, views), (PROBE, probes)) if parts]
-    return Estimate((*resident, *steps, *views, *probes), tuple(units))
+    fits = [_amortise_part(s) for s in shapes]
+    return Estimate((*resident, *steps, *views, *probes, *fits), tuple(units))
 
 
 # --------------------------------------------------------------------------- checks, and what fits

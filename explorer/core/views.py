@@ -8,6 +8,7 @@ Everything here takes x as a vector, so any point of x-space works, not only the
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from .snapshot import ModeView, RunView
 CORE_DEPTH = 10.0  # nats: the part of p(z|x) the suggested view shows (its contours are 0.5–4.5 nats down)
 Q_VIEW_C, Q_GRID_C = 3.0, 4.0  # q's part of the view: the image of ε ∈ [−3, 3]²; q's grid: of [−4, 4]²
 BOUNDARY = 64  # points per side of those squares
+POSTERIORS_KEPT = 32  # frozen-decoder posteriors cached (most recently shown x first): a drag visits many x
 
 
 def box_centres(box: Box, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +85,7 @@ class Viewer:
         self.problem, self.n, self.samples, self.device = problem, n, samples, device
         self.n_q = max(16, n // 2)
         self.decoder_kind = decoder_kind
-        self._cache: dict[tuple, PosteriorView | None] = {}
+        self._cache: collections.OrderedDict[tuple, PosteriorView | None] = collections.OrderedDict()
         self._last: dict[int, tuple[tuple, Posterior]] = {}  # per run with a learning decoder: its last posterior
 
     # ------------------------------------------------------------------ the posterior
@@ -108,6 +110,7 @@ class Viewer:
         frozen = not run.theta
         key = (self.decoder_kind, tuple(x_obs.flatten().tolist()))
         if frozen and key in self._cache:
+            self._cache.move_to_end(key)
             return self._cache[key]
         log_f = self._log_joint(run.decoder, x_obs)
         last = None if frozen else self._last.get(run.index)
@@ -121,6 +124,8 @@ class Viewer:
         view = None if post is None else self._posterior_view(run.decoder, x_obs, post)
         if frozen:
             self._cache[key] = view
+            while len(self._cache) > POSTERIORS_KEPT:
+                self._cache.popitem(last=False)
         elif post is not None:
             self._last[run.index] = (key, post)
         return view
