@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 from . import exact
+from .budget import Q_STAR_MAX_K as MAX_K, q_star_fit_groups
 from .cubature import Box, hull, pad
 from .exact import Estimate
 from .grid import make_grid
@@ -56,10 +57,8 @@ from .seeding import derive
 from .snapshot import RunView
 from .views import BOUNDARY, Q_GRID_C, Q_VIEW_C, bbox, square, usable
 
-FIT_POINTS = 8192  # particles per evaluation of a K-particle objective while fitting (R·K, R ≥ 1)
 EVAL_POINTS = 8192  # particles for the L_K split (R·K, R ≥ EVAL_MIN_GROUPS)
 EVAL_MIN_GROUPS = 8
-MAX_K = 4096  # above this K no q* is fitted for a K-particle objective (say so)
 MAX_ITERATIONS = 500  # L-BFGS iterations per start
 MODE_STARTS = 2  # q_φ moved onto the heaviest modes of p(z|x): starts beside q_φ's own and the nearest x's
 CHUNK_ITERATIONS = 4  # iterations between clock checks
@@ -197,9 +196,7 @@ def uses_k_split(objective: str, k: int) -> bool:
     return objective in K_OBJECTIVES and k > 1
 
 
-def fit_groups(objective: str, k: int) -> int:
-    """R: groups of K particles per evaluation of a K-particle objective while fitting (0: none needed)."""
-    return 0 if objective == "vae" else max(1, FIT_POINTS // k)
+fit_groups = q_star_fit_groups  # R per evaluation while fitting (core/budget.py counts its memory)
 
 
 def eval_groups(k: int) -> int:

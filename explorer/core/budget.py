@@ -469,12 +469,20 @@ def _view_part(s: _RunShape, grid: int, samples: int) -> Part:
     return Part(f"the views of runs[{s.index}]", mem, secs, keys, "grid² points × the model's activations")
 
 
+# q* fits (core/amortisation.py, which takes these from here: budget imports no sibling but errors)
+Q_STAR_FIT_POINTS = 8192  # particles per evaluation of a K-particle objective while fitting (R·K, R ≥ 1)
+Q_STAR_MAX_K = 4096  # above this K no q* is fitted for a K-particle objective
+
+
+def q_star_fit_groups(objective: str, k: int) -> int:
+    """R: groups of K particles per evaluation of a K-particle objective while fitting q* (0: none needed)."""
+    return 0 if objective == "vae" else max(1, Q_STAR_FIT_POINTS // k)
+
+
 def _amortise_part(s: _RunShape) -> Part:
     """One evaluation of a q* fit (core/amortisation.py): R·K particles with their gradient in ψ, R·K the
-    larger of FIT_POINTS and K (the largest K it fits); its memory only (a fit is worked in slices)."""
-    from .amortisation import MAX_K, fit_groups
-
-    points = fit_groups(s.objective, s.k) * s.k if s.k <= MAX_K else 0
+    larger of Q_STAR_FIT_POINTS and K (up to Q_STAR_MAX_K); its memory only (a fit is worked in slices)."""
+    points = q_star_fit_groups(s.objective, s.k) * s.k if s.k <= Q_STAR_MAX_K else 0
     floats, _ = s.particle(points)
     return Part(f"the q* fit of runs[{s.index}]", F32 * points * floats, 0.0, s.drivers(),
                 "R·K particles of the run's objective at one x")
