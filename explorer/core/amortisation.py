@@ -62,6 +62,7 @@ EVAL_MIN_GROUPS = 8
 MAX_ITERATIONS = 500  # L-BFGS iterations per start
 MODE_STARTS = 2  # q_φ moved onto the heaviest modes of p(z|x): starts beside q_φ's own and the nearest x's
 CHUNK_ITERATIONS = 4  # iterations between clock checks
+TIE = 1e-5  # relative: fits whose scores differ by less are equally good (keep the one beside q_φ)
 CONVERGED = 1e-7  # a chunk of iterations that gains less than this (relative) ends the fit: float32's floor
 REFIT_STEPS = 100  # a learning decoder's q* is fitted again when it is this many steps old
 CACHE_SIZE = 64  # fits kept per run (most recently used)
@@ -318,9 +319,16 @@ class FitJob:
                 return False
 
     def _finish(self) -> bool:
+        """q* is the first of the results (q_φ's start, its optimum, then the other starts') that scores within
+        TIE of the best: of equally good optima (the mirror modes of the bimodal posterior) the one beside
+        q_φ is drawn, not the other mode."""
         scores = [self._score(psi) for psi in self._results]
-        best = int(np.argmax(scores)) if scores else 0
-        self._done(self._results[best] if scores and math.isfinite(scores[best]) else None)
+        top = max(scores, default=-math.inf)
+        if not math.isfinite(top):
+            self._done(None)
+            return True
+        best = next(i for i, score in enumerate(scores) if score >= top - TIE * (1.0 + abs(top)))
+        self._done(self._results[best])
         return True
 
 
