@@ -176,3 +176,16 @@ def test_a_far_tail_still_has_certified_numbers(open_window, qtbot):
         assert m["approximation_gap"] + m["amortisation_gap"] == pytest.approx(m["kl_qp"], abs=1e-3 + m["kl_qp_err"])
     html = window.figure.posteriors[0].gap_text.textItem.toPlainText()
     assert "amort." in html and "approx." in html
+
+
+def test_a_free_point_outside_the_view_widens_it(qtbot, figure):
+    import dataclasses
+
+    snap = make_snapshot(n_runs=1, n=60)
+    show(qtbot, figure, snap)
+    vb = figure.data_panel.plot.getViewBox()
+    (_, x1), (_, y1) = vb.viewRange()
+    far = np.array([x1 + 5.0, y1 + 7.0], dtype=np.float32)
+    figure.update_snapshot(dataclasses.replace(snap, observation=None, x_obs=far))
+    (_, x1), (_, y1) = vb.viewRange()
+    assert x1 > far[0] and y1 > far[1]

@@ -156,6 +156,26 @@ class DataPanel(QObject):
             self.obs_marker.blockSignals(True)
             self.obs_marker.setPos((float(x[0]), float(x[1])) if self.x_dim >= 2 else float(x[0]))
             self.obs_marker.blockSignals(False)
+            self._keep_in_view(x)
+
+    def _keep_in_view(self, x: np.ndarray) -> None:
+        """Where x lies outside the data (a free point far from it), show both: the data's box and x."""
+        if self._data is None or not len(self._data):
+            return
+        cols = min(2, self.x_dim)
+        data = finite_rows(np.asarray(self._data, dtype=np.float64)[:, :cols], cols)
+        if not len(data):
+            return
+        lo, hi = data.min(axis=0), data.max(axis=0)
+        point = np.asarray(x[:cols], dtype=np.float64)
+        if np.all((point >= lo) & (point <= hi)):
+            return
+        lo, hi = np.minimum(lo, point), np.maximum(hi, point)
+        margin = 0.05 * np.maximum(hi - lo, 1e-6)
+        ranges = {"xRange": (lo[0] - margin[0], hi[0] + margin[0])}
+        if cols == 2:
+            ranges["yRange"] = (lo[1] - margin[1], hi[1] + margin[1])
+        self.plot.getViewBox().setRange(padding=0.0, **ranges)
 
     def marker_point(self) -> tuple[float, ...]:
         """Where the marker is now, as a point of x-space (x_dim numbers; a free 2-D pad keeps the other
@@ -181,6 +201,7 @@ class DataPanel(QObject):
         self.observation_moved.emit(self.marker_point())
 
     def _set_data(self, data: np.ndarray) -> None:
+        self.plot.getViewBox().enableAutoRange()  # new data: fit it again (a free x may have widened the view)
         if self.x_dim >= 2:
             self.points.setData(pos=finite_rows(np.asarray(data)[:, :2]))
         else:
