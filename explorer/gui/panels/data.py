@@ -4,6 +4,7 @@ with the arrow keys once it has focus, or click a data point to snap to it."""
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import pyqtgraph as pg
@@ -25,7 +26,7 @@ _ARROWS = {Qt.Key.Key_Left: (-1, 0), Qt.Key.Key_Right: (1, 0), Qt.Key.Key_Up: (0
 class _Nudged:
     """A marker that takes keyboard focus on a click, and turns arrow keys into ``on_nudge(dx, dy)``."""
 
-    on_nudge: "object" = None
+    on_nudge: Callable[[float, float], None] | None = None
 
     def _take_keys(self) -> None:
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsFocusable, True)  # type: ignore[attr-defined]
