@@ -90,8 +90,9 @@ def test_arrow_keys_nudge_the_focused_marker(qtbot, figure):
     (x0, x1), _ = panel.plot.getViewBox().viewRange()
     moved: list = []
     figure.observation_moved.connect(moved.append)
-    figure.setFocus()
-    panel.obs_marker.setFocus()
+    star = widget_pos(figure, *snap.x_obs[:2])
+    QTest.mouseClick(figure.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, star)
+    assert panel.obs_marker.hasFocus()  # a click on the star gives it the keys
     QTest.keyClick(figure.viewport(), Qt.Key.Key_Right)
     QTest.keyClick(figure.viewport(), Qt.Key.Key_Up, Qt.KeyboardModifier.ShiftModifier)
     assert len(moved) == 2
