@@ -262,6 +262,8 @@ class FitJob:
     a measure the fit did not see (the exact ELBO; L_K on other noise), so a fit to fixed noise that
     overfits it, or a start that was better, is not taken for the optimum."""
 
+    decorates_only = True  # its result changes only what ``Amortiser.decorate`` adds to a view (session.py)
+
     def __init__(self, name: str, starts: list[Tensor], objective: Callable[[Tensor], Tensor],
                  score: Callable[[Tensor], float], done: Callable[[Tensor | None], None]):
         self.name = name

@@ -157,7 +157,9 @@ class Session:
         self._train_seconds = 0.0
         self._view_cache: tuple[int, int, Snapshot] | None = None
         self._views_cache: tuple[tuple[int, int], tuple[RunView, ...]] | None = None
+        self._raw_views_cache: tuple[tuple[int, int], tuple[RunView, ...]] | None = None  # before q* (decorate)
         self._version = 0  # bumped by anything that changes the view without a step
+        self._decorations = 0  # of those bumps, the ones only a q* fit made (the raw views stay as they are)
         self._seeder = Seeder(config.seed, self.device)
         self.probe_every = probe_period(config)  # steps between SNR probes (core/cadence.py; 0: none)
         if self.probe_every:
@@ -362,11 +364,13 @@ class Session:
                        "snr_step": float(self.step_count)}
 
     # ------------------------------------------------------------------ views and metrics
-    def _view_run(self, run: _Run) -> RunView:
-        x_obs = self._x_obs
+    def _raw_view(self, run: _Run) -> RunView:
         shown = self.observation if self.observation is not None else self.config.problem.x_obs
         gen = self._seeded(self.step_count, _VIEW, run.m, run.cfg.k, shown)
-        view = self._viewer.run_view(run, x_obs, gen)
+        return self._viewer.run_view(run, self._x_obs, gen)
+
+    def _decorated(self, run: _Run, view: RunView) -> RunView:
+        x_obs = self._x_obs
         return self._amortiser.decorate(run, x_obs, view, self.step_count, lambda: self._posterior(run, x_obs))
 
     def _posterior(self, run: _Run, x_obs: Tensor) -> Any:
@@ -380,7 +384,11 @@ class Session:
             self.finish_background()
         key = (self.step_count, self._version)
         if self._views_cache is None or self._views_cache[0] != key:
-            self._views_cache = (key, tuple(self._view_run(r) for r in self.runs))
+            raw_key = (self.step_count, self._version - self._decorations)  # a finished q* fit keeps these
+            if self._raw_views_cache is None or self._raw_views_cache[0] != raw_key:
+                self._raw_views_cache = (raw_key, tuple(self._raw_view(r) for r in self.runs))
+            raw = self._raw_views_cache[1]
+            self._views_cache = (key, tuple(self._decorated(r, v) for r, v in zip(self.runs, raw)))
         return self._views_cache[1]
 
     def _record_metrics(self, views: tuple[RunView, ...] | None = None) -> None:
@@ -425,8 +433,10 @@ class Session:
             return False
         if not self._jobs[0].work(seconds):
             return False
-        self._jobs.pop(0)
+        job = self._jobs.pop(0)
         self._version += 1
+        if getattr(job, "decorates_only", False):  # a q* fit: the views are decorated again, not evaluated
+            self._decorations += 1
         return True
 
     def finish_background(self, max_seconds: float = 60.0) -> None:
@@ -535,5 +545,5 @@ class Session:
         session.history = MetricHistory.from_state(state["history"], state["rows"])
         session._amortiser.forget()  # fitted for the weights it was built with
         session._amortiser.load_state(state.get("amortisation", []), session.runs, session._x_obs, session.step_count)
-        session._view_cache = session._views_cache = None
+        session._view_cache = session._views_cache = session._raw_views_cache = None
         return session
