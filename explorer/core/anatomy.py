@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .models import Conditional, Encoder, FlowEncoder
+from .models import Conditional, DiagGaussianEncoder, Encoder, FlowEncoder, FullGaussianEncoder
 from .objectives import Particles, compute_losses, normalised_weights
 from .problems import Decoder
 
@@ -42,6 +42,17 @@ def location_name(encoder: Encoder) -> str:
     return WRT_FLOW if isinstance(encoder, FlowEncoder) else WRT_MEAN
 
 
+def location(encoder: Encoder, x: Tensor) -> Tensor:
+    """m(x) [B, d]: q's mean, or the flow's shift μ(x) (where the sum of the shares is drawn from)."""
+    if isinstance(encoder, DiagGaussianEncoder):
+        return encoder.mean_log_std(x)[0]
+    if isinstance(encoder, FullGaussianEncoder):
+        return encoder.mean_chol(x)[0]
+    if isinstance(encoder, FlowEncoder):
+        return encoder._context(x)[1]  # the flow's own split of its pass over x: (h, μ, log σ)
+    raise TypeError(f"no location for {type(encoder).__name__}")
+
+
 @dataclass(frozen=True)
 class Anatomy:
     """One draw's particles and their shares of the φ-objective's gradient w.r.t. q's location m(x)."""
@@ -50,6 +61,7 @@ class Anatomy:
     weights: Tensor  # [M, K, B] their normalised weights w̃ = softmax_k(log w)
     shares: Tensor  # [M, K, B, d] each particle's share of d(objective of x_b)/dm(x_b)
     total: Tensor  # [B, d] the sum of the shares: the estimator's gradient w.r.t. m(x_b)
+    location: Tensor  # [B, d] m(x_b) itself
     wrt: str  # what m is (q's mean, or the flow's shift)
 
 
@@ -96,4 +108,4 @@ def gradient_anatomy(decoder: Decoder, encoder: Encoder, objective: str, x: Tens
         (grad,) = torch.autograd.grad(losses.phi_loss, delta)
     shares = -grad.detach() * x.shape[0]
     return Anatomy(z.detach(), normalised_weights(losses.log_w), shares, shares.sum(dim=(0, 1)),
-                   location_name(encoder))
+                   location(encoder, x).detach(), location_name(encoder))

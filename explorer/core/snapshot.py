@@ -93,10 +93,12 @@ class RunView:
     approximate: str = ""  # one short line saying why an exact number is only approximate ("" when none is)
     gradients: tuple[GradientSample, ...] = ()  # the last probe's replicates of the chosen parameters
     # each particle's share of the φ-objective's gradient w.r.t. q's location for x_obs (core/anatomy.py),
-    # for the particles above ([K, 2], group 1 of M), their sum over all M·K particles ([2]), and what the
-    # location is ("q's mean", or the flow's shift); None unless view.arrows
+    # for the particles above ([K, 2], group 1 of M), their sum over all M·K particles ([2]), the location
+    # itself ([2], where the sum is drawn from) and what it is ("q's mean", or the flow's shift); None
+    # unless view.arrows
     arrows: np.ndarray | None = None
     arrow_sum: np.ndarray | None = None
+    arrow_origin: np.ndarray | None = None
     arrows_wrt: str = ""
 
 

@@ -248,7 +248,8 @@ def _arrow_fields(shares: Any) -> dict[str, Any]:
     if shares is None:
         return {}
     return {"arrows": shares.shares[0, :, 0].cpu().numpy().astype(np.float32),
-            "arrow_sum": shares.total[0].cpu().numpy().astype(np.float64), "arrows_wrt": shares.wrt}
+            "arrow_sum": shares.total[0].cpu().numpy().astype(np.float64),
+            "arrow_origin": shares.location[0].cpu().numpy().astype(np.float64), "arrows_wrt": shares.wrt}
 
 
 def _reason(post: Posterior, q_side: exact.QSide, log_px: Estimate, kl_qp: Estimate, kl_pq: Estimate,
