@@ -69,7 +69,7 @@ STORY: tuple[StoryScene, ...] = (
             "The same three runs over their first 200 steps, opened up. At the bottom, the probe's 256 gradient "
             "estimates of one encoder parameter (the bias of q's mean in z₁) and one decoder parameter: as K "
             "grows the encoder's histogram narrows, but its mean sinks towards zero faster, so |mean|/sd falls, "
-            "while the decoder's narrows around a mean that barely moves, so its |mean|/sd rises. The arrows "
+            "while the decoder's narrows much faster than its mean changes, so its |mean|/sd rises. The arrows "
             "show why: IWAE pulls q's mean by "
             "Σ w̃_k ∇log p(x, z_k), and as the weighted particles come to represent the true posterior these "
             "pulls cancel (their average under p(z|x) is exactly zero), whatever q is."
