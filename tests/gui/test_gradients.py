@@ -111,6 +111,22 @@ def test_a_frozen_decoder_has_no_decoder_row_and_frozen_axes_stay(figure):
     assert hist.plot.getViewBox().viewRange()[0][1] > 2 * before[0][1]
 
 
+def test_each_new_probe_is_drawn_even_though_unchanged_ones_are_skipped(figure):
+    """The panel redraws only when a probe changed (one every ~20 steps), so frames between probes cost
+    nothing; a new probe of the same parameters must still show."""
+    first = _with_gradients(make_snapshot(3))
+    figure.update_snapshot(first)
+    hist = figure.gradients.rows["encoder"][0]
+    figure.update_snapshot(first)
+    assert hist.mean_line.value() == pytest.approx(first.runs[0].gradients[0].mean)
+    later = _with_gradients(make_snapshot(3), means=(-0.6, 0.1, 0.01), seed=2)
+    figure.update_snapshot(later)
+    sample = later.runs[0].gradients[0]
+    assert hist.mean_line.value() == pytest.approx(sample.mean)
+    edges, density = hist.curve.getData()
+    assert np.array_equal(np.histogram(sample.values.astype(np.float64), bins=edges)[0] > 0, density > 0)
+
+
 def _with_arrows(snapshot, wrt="q's mean"):
     rng = np.random.default_rng(3)
     runs = []

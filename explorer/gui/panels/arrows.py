@@ -80,6 +80,7 @@ class ArrowLayer:
         self._show = False
         self._run: RunView | None = None
         self._view: tuple[float, float, float, float] | None = None
+        self._note_html = ""
 
     # ------------------------------------------------------------------ public
     @property
@@ -130,8 +131,11 @@ class ArrowLayer:
         self.shares.setData(*arrow_segments(starts, k * shares, HEAD_MAX * side).T, connect="pairs")
         self.total.setData(*arrow_segments(origin[None], k * total[None], 1.5 * HEAD_MAX * side).T, connect="pairs")
         wrt = theme.escape(run.arrows_wrt or "q's location")
-        self.note.setHtml(f"<span style='color:{SUM_COLOR}'>━</span> Σ of the particles' shares of ∇ w.r.t. {wrt}"
-                          f"<br>arrows drawn at {_fmt_scale(k)} × the gradient")
+        html = (f"<span style='color:{SUM_COLOR}'>━</span> Σ of the particles' shares of ∇ w.r.t. {wrt}"
+                f"<br>arrows drawn at {_fmt_scale(k)} × the gradient")
+        if html != self._note_html:  # Qt re-lays out rich text on every setHtml: only when it changes
+            self._note_html = html
+            self.note.setHtml(html)
         self.note.setPos(view[1], view[2])
 
     def _rescale(self, longest: float, side: float) -> None:

@@ -116,6 +116,7 @@ class GradientsPanel(Panel):
         self._frozen = False
         self._ranges: dict[str, tuple[Range, float]] = {}  # group → (x range, y max) shown
         self._header_html: dict[str, str] = {}
+        self._drawn: tuple | None = None  # what the last update drew (see _drawn_key); None: redraw
         self._build(("encoder",))
 
     # ------------------------------------------------------------------ layout
@@ -153,6 +154,7 @@ class GradientsPanel(Panel):
                 hist.note.setFont(style.font(theme.BASE_FONT_PT - 1))
                 hist.title = ""
         self._header_html = {}
+        self._drawn = None
 
     # ------------------------------------------------------------------ freezing
     @property
@@ -162,9 +164,14 @@ class GradientsPanel(Panel):
     def set_frozen(self, frozen: bool) -> None:
         """Keep the axes and the bins where they are (True), or follow the data again (False)."""
         self._frozen = bool(frozen)
+        self._drawn = None
 
     # ------------------------------------------------------------------ data
     def update(self, snapshot: Snapshot) -> None:
+        drawn = _drawn_key(snapshot)
+        if drawn == self._drawn:  # no probe since the last frame (one every ~20 steps): nothing to redraw
+            return
+        self._drawn = drawn
         samples = {group: [_sample(run.gradients, group) for run in snapshot.runs[: self.n_runs]]
                    for group, _ in GROUPS}
         groups = tuple(g for g, _ in GROUPS if g == "encoder" or any(s is not None for s in samples[g]))
@@ -235,6 +242,12 @@ class GradientsPanel(Panel):
             if title != hist.title:
                 hist.title = title
                 theme.set_title(hist.plot, title, self.style)
+
+
+def _drawn_key(snapshot: Snapshot) -> tuple:
+    """What the panel shows of a snapshot: the runs' names and their probes' samples (by step and moments)."""
+    return tuple((run.name, tuple((s.group, s.parameter, s.label, s.step, s.replicates, s.mean, s.sd, len(s.values))
+                                  for s in run.gradients)) for run in snapshot.runs)
 
 
 def _sample(samples: tuple[GradientSample, ...], group: str) -> GradientSample | None:
