@@ -65,7 +65,9 @@ class ArrowLayer:
         self.total.setZValue(4.6)
         self.plain = pg.ScatterPlotItem(symbol="o", antialias=True)  # the particles before they are weighted
         self.plain.setZValue(4)
-        self.note = pg.TextItem(anchor=(1.0, 1.0), color=theme.FOREGROUND, fill=pg.mkBrush(255, 255, 255, 200))
+        # top right, half its height down: the mode labels sit along the bottom, and a pinned view's one-line
+        # note takes the top right corner
+        self.note = pg.TextItem(anchor=(1.0, -0.5), color=theme.FOREGROUND, fill=pg.mkBrush(255, 255, 255, 200))
         self.note.setZValue(15)
         for item in (self.shares, self.total, self.plain, self.note):
             item.hide()
@@ -136,7 +138,7 @@ class ArrowLayer:
         if html != self._note_html:  # Qt re-lays out rich text on every setHtml: only when it changes
             self._note_html = html
             self.note.setHtml(html)
-        self.note.setPos(view[1], view[2])
+        self.note.setPos(view[1], view[3])
 
     def _rescale(self, longest: float, side: float) -> None:
         if not (longest > 0 and math.isfinite(longest) and side > 0):
