@@ -1,4 +1,4 @@
-"""Regenerate the README gallery: one PNG per preset, the story figures and a GIF of the default scene, all made by `shot`.
+"""Regenerate the README gallery: a PNG per preset, the story figures and the default scene's GIF, all by `shot`.
 
     make gallery            # or: python docs/gallery.py [--only NAME ...] [--jobs N]
 
