@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QFrame,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMenu,
@@ -202,6 +203,8 @@ class MainWindow(QMainWindow):
             ActionSpec("gradients", "Gradient Histograms", lambda on: self.edit("view.gradients", on), "H",
                        "The SNR probe's gradient estimates of one encoder and one decoder parameter, per run",
                        checkable=True),
+            ActionSpec("gradient_parameters", "Histogram Parameters…", self.choose_gradient_parameters, None,
+                       "Which encoder and decoder parameter the histograms show (NAME or NAME[i])"),
             ActionSpec("freeze_gradients", "Freeze Histogram Axes", self.figure.set_gradients_frozen, None,
                        "Keep the histograms' axes where they are (for animations)", checkable=True),
             ActionSpec("arrows", "Gradient Arrows", lambda on: self.edit("view.arrows", on), "G",
@@ -289,6 +292,20 @@ class MainWindow(QMainWindow):
     def edit(self, key: str, value: Any) -> bool:
         """Set one dotted config key (live keys apply at the next step; others rebuild the session)."""
         return self._guarded(self.controller.edit, key, value)
+
+    @Slot()
+    def choose_gradient_parameters(self) -> None:
+        """Ask which encoder, then which decoder parameter the histograms show (from the next probe on); an
+        unknown name is refused in the status bar, which lists the names there are."""
+        view = self.controller.config.view
+        for key, current, what in (("view.gradients_encoder", view.gradients_encoder, "Encoder"),
+                                   ("view.gradients_decoder", view.gradients_decoder, "Decoder")):
+            text, ok = QInputDialog.getText(self, "Histogram Parameters",
+                                            f"{what} parameter, NAME or NAME[i] (empty: the default):", text=current)
+            if not ok:
+                return
+            if text.strip() != current and not self.edit(key, text.strip()):
+                return
 
     @Slot(str)
     def load_preset(self, name: str) -> bool:

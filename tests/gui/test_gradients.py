@@ -209,3 +209,27 @@ def test_the_view_menu_toggles_histograms_and_arrows_live(open_window, qtbot):
     assert window.controller.builds == builds, "a live edit: no new session"
     assert "gradients" in window.figure.panel_names()
     assert snap.runs[1].arrows is not None and window.figure.posteriors[1].arrows.visible
+
+
+def test_the_histograms_parameters_are_chosen_in_a_dialog_and_a_bad_name_is_refused(open_window, qtbot, monkeypatch):
+    from explorer.gui import main_window
+
+    window = open_window(config_from_dict(tiny(view={"grid": 16, "samples": 0, "snr_every": 1, "snr_replicates": 16})))
+    window.action_map["gradients"].trigger()
+    window.action_map["step"].trigger()
+    snap = wait_snapshot(qtbot, window, lambda s: bool(s.runs[0].gradients))
+    default = snap.runs[0].gradients[0].parameter  # NAME[0]
+    chosen = default.replace("[0]", "[1]")
+    answers = iter([(chosen, True), ("", True)])
+    monkeypatch.setattr(main_window.QInputDialog, "getText", staticmethod(lambda *a, **k: next(answers)))
+    window.action_map["gradient_parameters"].trigger()
+    assert window.config.view.gradients_encoder == chosen and window.config.view.gradients_decoder == ""
+    window.action_map["step"].trigger()
+    wait_snapshot(qtbot, window, lambda s: bool(s.runs[0].gradients) and s.runs[0].gradients[0].parameter == chosen,
+                  timeout=20_000)
+    messages = []
+    window.messages.show_message = lambda text, *a, **k: messages.append(text)
+    answers = iter([("no_such_parameter", True), ("", True)])
+    window.action_map["gradient_parameters"].trigger()
+    qtbot.waitUntil(lambda: any("Refused" in m and "no_such_parameter" in m for m in messages), timeout=10_000)
+    qtbot.waitUntil(lambda: window.config.view.gradients_encoder == chosen, timeout=10_000)  # the running one
