@@ -371,7 +371,8 @@ class Session:
     def _view_run(self, run: _Run) -> RunView:
         x_obs = self.data[self.observation : self.observation + 1]
         gen = self._seeded(self.step_count, _VIEW, run.m, run.cfg.k, self.observation)
-        return self._viewer.run_view(run, x_obs, gen, arrows=self.config.view.arrows)
+        view = self._viewer.run_view(run, x_obs, gen, arrows=self.config.view.arrows)
+        return dataclasses.replace(view, gradients=run.gradients)  # the last probe's replicates (the histograms)
 
     def _views(self) -> tuple[RunView, ...]:
         """Every run's view of the current state, evaluated once per (step, version)."""

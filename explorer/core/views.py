@@ -237,7 +237,7 @@ class Viewer:
             weights=normalised_weights(log_w)[0, :, 0].cpu().numpy().astype(np.float64),
             log_post=log_post, log_q=log_q.astype(np.float32), metrics=metrics, modes=modes,
             diverged_step=run.diverged_step, warnings=tuple(warnings),
-            post_box=post_box, q_box=q_box, view_box=view_box, approximate=reason, gradients=run.gradients,
+            post_box=post_box, q_box=q_box, view_box=view_box, approximate=reason,
             **_arrow_fields(shares),
         )
         return _finite_or_last(run, view)
