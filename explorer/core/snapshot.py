@@ -51,6 +51,8 @@ METRICS = (
     "amortisation_gap_k",  # L_K(q*) − L_K(q_φ), on common random numbers
     "approximation_gap_k_err",
     "amortisation_gap_k_err",
+    "snr_encoder_param",  # |mean|/sd of the one encoder parameter the gradient histograms show (last probe)
+    "snr_decoder_param",  # same for the decoder parameter (absent when θ is frozen)
 )
 
 
@@ -59,6 +61,20 @@ class ModeView:
     center: tuple[float, float]
     p_mass: float
     q_mass: float
+
+
+@dataclass(frozen=True)
+class GradientSample:
+    """The SNR probe's R replicate gradient estimates of one scalar parameter (the paper's Fig. 2)."""
+
+    group: str  # "encoder" (φ) or "decoder" (θ)
+    parameter: str  # NAME[i] of the module's named_parameters
+    label: str  # what the parameter is, in words
+    values: np.ndarray  # [n ≤ R] float32: the first n replicates' gradients of the objective (ascent direction)
+    mean: float  # over all R replicates (not only the n kept): the probe's own numbers
+    sd: float  # ddof = 1
+    replicates: int  # R
+    step: int  # the step of the probe
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,15 @@ class RunView:
     q_star_log_q: np.ndarray | None = None  # [n', n'] log q*(z) on the n' × n' grid over q_star_box
     q_star_box: tuple[float, float, float, float] | None = None
     q_star_note: str = ""  # what q* is or why it is missing ("fitting q* …", "q* of step 120")
+    gradients: tuple[GradientSample, ...] = ()  # the last probe's replicates of the chosen parameters
+    # each particle's share of the φ-objective's gradient w.r.t. q's location for x_obs (core/anatomy.py),
+    # for the particles above ([K, 2], group 1 of M), their sum over all M·K particles ([2]), the location
+    # itself ([2], where the sum is drawn from) and what it is ("q's mean", or the flow's shift); None
+    # unless view.arrows
+    arrows: np.ndarray | None = None
+    arrow_sum: np.ndarray | None = None
+    arrow_origin: np.ndarray | None = None
+    arrows_wrt: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,6 +140,8 @@ class Snapshot:
     paused: bool = True
     warnings: tuple[str, ...] = ()
     x_obs: np.ndarray | None = None  # [x_dim] the shown observation (default: data[observation])
+    show_gradients: bool = False  # view.gradients: the gradient histograms panel
+    show_arrows: bool = False  # view.arrows: the per-particle gradient arrows on the posterior panels
 
     def __post_init__(self) -> None:
         if self.x_obs is None and self.observation is not None:

@@ -307,6 +307,8 @@ class SessionController(QObject):
                 self._send("set_observation", index=config.problem.observation)
             else:
                 self._move_x_obs(config.problem.x_obs)
+        elif key in edits.LIVE_VIEW_KEYS:
+            self._send("set_view", key=key.split(".", 1)[1], value=value)
         elif key.endswith(".lr"):
             self._send("set_lr", run=int(index), lr=value)
         else:

@@ -14,6 +14,7 @@ from explorer.core.snapshot import RunView, Snapshot
 
 from .. import theme
 from ..theme import Style, fmt
+from .arrows import ArrowLayer
 from .base import (MAX_MODE_LABELS, SIGMA_LEVELS, Contourer, err_digits, new_plot, Panel, PointsItem,
                    same_array, sanitise_log_density, wrap_lines)
 
@@ -117,6 +118,7 @@ class PosteriorPanel(Panel):
         self.particles.setZValue(4)
         plot.addItem(self.particles)
         self.keep_pen(self.particles.setPen, lambda s: s.pen("#000000", theme.W_MARKER_EDGE))
+        self.arrows = ArrowLayer(plot, self.particles, self.keep_pen)  # the encoder's gradient, per particle
 
         self.mode_labels = []
         for _ in range(MAX_MODE_LABELS):
@@ -213,6 +215,7 @@ class PosteriorPanel(Panel):
         self.diverged_frame.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
         if self._run is not None:
             self._set_modes(self._run)
+            self.arrows.place((x0, x1, y0, y1))
 
     # ------------------------------------------------------------------ text
     def restyle_text(self, style: Style) -> None:
@@ -223,6 +226,7 @@ class PosteriorPanel(Panel):
         self.warning_text.setFont(style.font(theme.BASE_FONT_PT - 1.5))
         self.pin_text.setFont(style.font(theme.BASE_FONT_PT - 2))
         self.gap_text.setFont(style.font(theme.BASE_FONT_PT - 1.5))
+        self.arrows.restyle_text(style)
         if self._run is not None:
             self._title = ""
             self._set_title(self._run)
@@ -283,9 +287,10 @@ class PosteriorPanel(Panel):
                 self._set_contours(self.q_lines, self._grid_box(snapshot, run.q_box), *q)
 
         self.q_samples.setData(run.q_samples)
-        self._set_q_star(snapshot, run)
 
         self._set_particles(run)
+        self.arrows.update(snapshot.show_arrows, run, self.view_rect())
+        self._set_q_star(snapshot, run)  # after the arrows: the gap numbers go below their note
         self._set_modes(run)
         self._set_diverged(run.diverged_step)
         self._set_warning(run)
@@ -446,7 +451,7 @@ class PosteriorPanel(Panel):
             self._gaps = gaps
             self.gap_text.setText(gaps)
             self.gap_text.setVisible(bool(gaps))
-            self._place_gaps()
+        self._place_gaps()
 
     @staticmethod
     def gaps_text(run: RunView) -> str:
@@ -467,9 +472,13 @@ class PosteriorPanel(Panel):
         return "\n".join(lines)
 
     def _place_gaps(self) -> None:
+        """Top right, below the pin note and the arrows' scale note where they show."""
         x0, x1, y0, y1 = self.view_rect()
-        below_pin = self._pixel_size()[1] * 22 if self.pin_text.isVisible() else 0.0
-        self.gap_text.setPos(x1, y1 - below_pin)
+        below_px = 22.0 if self.pin_text.isVisible() else 0.0
+        note = self.arrows.note
+        if note.isVisible():
+            below_px += 1.6 * note.boundingRect().height()  # it hangs half its height below the corner
+        self.gap_text.setPos(x1, y1 - self._pixel_size()[1] * below_px)
 
 
 # --------------------------------------------------------------------------- data
