@@ -478,7 +478,7 @@ class PosteriorPanel(Panel):
         note = self.arrows.note
         if note.isVisible():
             below_px += 1.6 * note.boundingRect().height()  # it hangs half its height below the corner
-        self.gap_text.setPos(x1, y1 - self._pixel_size()[1] * below_px)
+        self.gap_text.setPos(x1, y1 - (self._pixel_size()[1] * below_px if below_px else 0.0))
 
 
 # --------------------------------------------------------------------------- data
