@@ -299,6 +299,7 @@ class Figure(pg.GraphicsLayoutWidget):
         self._update_key()
         if self.colorbar is not None:
             axis = self.colorbar.axis
+            theme.no_si_prefix(axis)
             axis.setPen(style.pen(theme.FOREGROUND, theme.W_AXIS))
             axis.setTextPen(pg.mkPen(theme.FOREGROUND))
             axis.setStyle(tickFont=style.font(theme.BASE_FONT_PT - 1))

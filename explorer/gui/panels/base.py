@@ -265,7 +265,7 @@ class Panel:
 
 
 def new_plot(name: str, log_y: bool = False, view_box: pg.ViewBox | None = None) -> pg.PlotItem:
-    plot = pg.PlotItem(axisItems={"left": theme.LogAxis("left")} if log_y else None, viewBox=view_box)
+    plot = pg.PlotItem(axisItems=theme.plain_axes(log_left=log_y), viewBox=view_box)
     theme.use_text_label_title(plot)
     plot.hideButtons()
     plot.setMenuEnabled(False)
