@@ -1,18 +1,20 @@
 """The whole picture in one ``GraphicsLayoutWidget``: what the window shows and what ``shot`` exports.
 
-Layout (three or four runs)::
+Layout (three runs, a large figure)::
 
-    caption: scene title · step · problem
-    posterior run 0 | posterior run 1 | ... | weight colour bar
-                   legend of the runs (colour per run)
+    caption: scene title · step · problem                    key of the marks
+    posterior run 0 | posterior run 1 | posterior run 2 | weight colour bar
+    [curve tabs, when folded]    legend of the runs (colour per run)
     data (x-space)    | gradient SNR    | bounds on log p(x)
     sorted weights    | KL divergences  | ESS / K
 
-With one or two runs the data (and weights) panels sit beside the posteriors; with five or more the
-posteriors take two rows.
+Where things go at each size is :func:`explorer.gui.layout.plan`'s decision: square posterior views as
+large as the figure allows, wrapped into two rows for 4–5 runs where that makes them larger, the data
+(and weights) panels beside them with one or two runs, and the curve rows folded into two tabs (click
+one, or :meth:`Figure.show_curve_row`) before the posteriors would shrink for them.
 
-The layout is rebuilt only when the number of runs, the problem, the data dimension or the latent box
-changes; every other snapshot just feeds the existing items.
+The panels are made only when the number of runs, the problem, the data dimension or the latent box
+changes, and placed again only when the plan changes; every other snapshot just feeds the items.
 """
 from __future__ import annotations
 
@@ -29,11 +31,12 @@ from PySide6.QtWidgets import QApplication, QGraphicsItem, QSizePolicy
 
 from explorer.core.snapshot import Snapshot
 
-from . import export, theme
+from . import export, layout, theme
 from .panels import CurvesPanel, DataPanel, PosteriorPanel, WeightsPanel
 from .theme import Style
 
 CURVE_KINDS = ("snr", "bounds", "kl", "ess")
+CURVE_TAB_WORDS = {"data": "data", "snr": "SNR", "bounds": "bounds", "weights": "weights", "kl": "KL", "ess": "ESS"}
 # Items that change rarely are drawn from a pixmap of their last rendering (Qt's device-coordinate cache):
 # the axes with their grid lines (redrawn only when a range changes), the image of p(z|x) and its contours
 # (fixed while the decoder is frozen). Re-rendering them every frame took ~12 of a frame's ~30 ms of
@@ -68,6 +71,13 @@ class Figure(pg.GraphicsLayoutWidget):
         self.legend: pg.LegendItem | None = None
         self.colorbar: pg.ColorBarItem | None = None
         self._legend_samples: list[pg.PlotDataItem] = []
+        self.curve_tabs: list[pg.LabelItem] = []
+        self._top: pg.GraphicsLayout | None = None
+        self._below: pg.GraphicsLayout | None = None
+        self._curve_rows: list[pg.GraphicsLayout] = []
+        self._plan: layout.Plan | None = None
+        self._curve_tab = 0
+        self._colorbar_width = 60.0
         self._item_cache = True
         if QPixmapCache.cacheLimit() < PIXMAP_CACHE_KB:
             QPixmapCache.setCacheLimit(PIXMAP_CACHE_KB)
@@ -159,15 +169,17 @@ class Figure(pg.GraphicsLayoutWidget):
         self.ci.clear()
         self.posteriors, self.data_panel, self.curves, self.weights = [], None, {}, None
         self.caption = self.key = self.legend = self.colorbar = None
+        self._top = self._below = None
+        self._curve_rows, self.curve_tabs = [], []
+        self._plan = None
         self._legend_samples = []
         self._legend_names = []
         self._caption_html = ""
         self._key_text = None
 
     def _build(self, n_runs: int, x_dim: int, box: tuple[float, float, float, float]) -> None:
-        """Lay out the panels for ``n_runs`` runs (see the module docstring). With fewer than three runs the
-        data and weights panels move up beside the posteriors, so no panel is stretched out of shape;
-        with more than four runs the posteriors take two rows."""
+        """Make the panels for ``n_runs`` runs and the chrome around them, then place them for the figure's
+        size (:meth:`_place`; the arithmetic is :func:`explorer.gui.layout.plan`)."""
         self._teardown()
         style = self._style
         ci = self.ci
@@ -184,61 +196,141 @@ class Figure(pg.GraphicsLayoutWidget):
         for kind in CURVE_KINDS:
             self.curves[kind] = CurvesPanel(kind, n_runs, style)
         self.weights = WeightsPanel(n_runs, style)
-
-        top = ci.addLayout(row=1, col=0)
-        _tight(top)
-        rows = 1 if n_runs <= 4 else 2
-        per_row = math.ceil(n_runs / rows)
-        width = self.width() if self.width() > 200 else self.DEFAULT_SIZE[0]
         for i in range(n_runs):
-            panel = PosteriorPanel(i, tuple(box), style, self._lut, self._weight_brushes)
-            panel.nominal_width = width / max(per_row, 3) - 20
-            top.addItem(panel.plot, row=i // per_row, col=i % per_row)
-            top.layout.setColumnStretchFactor(i % per_row, 10)
-            self.posteriors.append(panel)
+            self.posteriors.append(PosteriorPanel(i, tuple(box), style, self._lut, self._weight_brushes))
         self.colorbar = pg.ColorBarItem(values=theme.WEIGHT_LOG_RANGE, colorMap=theme.weight_colormap(),
                                         interactive=False, colorMapMenu=False, width=16, pen=theme.FOREGROUND)
         lo, hi = theme.WEIGHT_LOG_RANGE
         self.colorbar.axis.setTicks([[(float(v), theme.log_label(10.0**v)) for v in range(int(lo), int(hi) + 1)]])
-        top.addItem(self.colorbar, row=0, col=per_row, rowspan=rows)
-        top.layout.setColumnStretchFactor(per_row, 0)
-        top.layout.setColumnSpacing(per_row, 28)  # keep the bar's label clear of a panel beside it
-        beside = [self.data_panel, self.weights][: max(0, 3 - n_runs)]
-        for j, panel in enumerate(beside):
-            top.addItem(panel.plot, row=0, col=per_row + 1 + j, rowspan=rows)
-            top.layout.setColumnStretchFactor(per_row + 1 + j, 10)
+        self._top = ci.addLayout(row=1, col=0)
+        _tight(self._top)
 
-        bottom = ci.addLayout(row=2, col=0)
-        _tight(bottom)
-        self.legend = pg.LegendItem(colCount=min(max(1, n_runs), 4), frame=False,
+        legend_row = ci.addLayout(row=2, col=0)
+        _tight(legend_row)
+        self.curve_tabs = [pg.LabelItem(justify="left") for _ in range(2)]
+        tabs = legend_row.addLayout(row=0, col=0)
+        _tight(tabs)
+        for i, tab in enumerate(self.curve_tabs):
+            tabs.addItem(tab, row=0, col=i)
+        self.legend = pg.LegendItem(colCount=min(max(1, n_runs), 6), frame=False,
                                     labelTextColor=theme.FOREGROUND, horSpacing=12)
         # pyqtgraph's legend ignores transformations (it floats over a zoomable view); in our layout it
         # must scale like everything else in hi-res exports
         self.legend.setFlag(self.legend.GraphicsItemFlag.ItemIgnoresTransformations, False)
         self.legend.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
-        bottom.addItem(self.legend, row=0, col=0)
-        bottom.layout.setAlignment(self.legend, Qt.AlignmentFlag.AlignHCenter)
+        legend_row.addItem(self.legend, row=0, col=1)
+        spacer = theme.TextLabel()
+        legend_row.addItem(spacer, row=0, col=2)  # grows like the tabs: the legend stays centred
+        for item in (tabs, spacer):
+            item.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        legend_row.layout.setColumnStretchFactor(0, 1)
+        legend_row.layout.setColumnStretchFactor(2, 1)
         for i in range(n_runs):
             sample = pg.PlotDataItem()
             self._legend_samples.append(sample)
             self.legend.addItem(sample, f"run {i}")
-        below = [p for p in (self.data_panel, self.curves["snr"], self.curves["bounds"], self.weights,
-                             self.curves["kl"], self.curves["ess"]) if p not in beside]
-        split = math.ceil(len(below) / 2)
-        for r, chunk in enumerate((below[:split], below[split:])):
-            row_layout = bottom.addLayout(row=1 + r, col=0)
-            _tight(row_layout)
-            for col, panel in enumerate(chunk):
-                row_layout.addItem(panel.plot, row=0, col=col)
-                row_layout.layout.setColumnStretchFactor(col, 1)
-            bottom.layout.setRowStretchFactor(1 + r, 1)
-        bottom.layout.setRowStretchFactor(0, 0)
 
+        self._below = ci.addLayout(row=3, col=0)
+        _tight(self._below)
+        self._curve_rows = []
+        for r in range(2):
+            row_layout = self._below.addLayout(row=r, col=0)
+            _tight(row_layout)
+            self._curve_rows.append(row_layout)
         layout = ci.layout
-        layout.setRowStretchFactor(0, 0)
-        layout.setRowStretchFactor(1, 13 * rows)
-        layout.setRowStretchFactor(2, 10)
+        for row, stretch in enumerate((0, 0, 0, 1)):
+            layout.setRowStretchFactor(row, stretch)
+        self._plan = None
         self._style_chrome(style)
+        self._place()
+
+    # ------------------------------------------------------------------ placing (layout.plan)
+    def _layout_metrics(self) -> layout.Metrics:
+        """The chrome's pixel sizes at the current style, from its fonts (see layout.Metrics)."""
+        st = self._style
+        line = lambda pt: QFontMetricsF(st.font(pt)).height()  # noqa: E731
+        base = theme.BASE_FONT_PT
+        axis_h = line(base - 1) + line(base) + 10  # tick labels, the axis label
+        axis_w = QFontMetricsF(st.font(base - 1)).horizontalAdvance("\u22122") + line(base) + 6
+        return layout.Metrics(
+            caption_h=line(base + 5) + line(base) + 6, legend_h=line(base + 1) + 26,
+            title_h=line(base + 1) + 2 * line(base) + 6, axis_h=axis_h, axis_w=axis_w,
+            colorbar_w=self._colorbar_width + 28 + 16 * st.line_scale,
+            curve_min_h=line(base + 1) + 2 * line(base - 1) + axis_h + 80 * st.font_scale**0.5,
+            good_side=260.0 * st.font_scale**0.5, min_side=140.0)
+
+    def _place(self) -> None:
+        """Put the panels where :func:`layout.plan` says for the current size; nothing when the plan is the
+        one in place (a resize within one plan only stretches)."""
+        if not self.posteriors:
+            return
+        width, height = self.width(), self.height()
+        if width < 200 or height < 200:
+            width, height = self.DEFAULT_SIZE
+        metrics = self._layout_metrics()
+        plan = layout.plan(width, height, len(self.posteriors), metrics)
+        if plan == self._plan:
+            return
+        self._plan = plan
+        top = self._top.layout
+        _empty(top)
+        for i, panel in enumerate(self.posteriors):
+            row, col = divmod(i, plan.per_row)
+            top.addItem(panel.plot, row, col)
+            top.setAlignment(panel.plot, Qt.AlignmentFlag.AlignCenter)
+            panel.plot.setMaximumWidth(plan.side + metrics.axis_w + 4)
+            panel.nominal_width = plan.side
+            top.setColumnStretchFactor(col, 10)
+        top.addItem(self.colorbar, 0, plan.per_row, plan.rows, 1)
+        top.setColumnSpacing(plan.per_row, 28)  # keep the bar's label clear of a panel beside it
+        for j, name in enumerate(plan.beside_names):
+            panel = self.panel(name)
+            panel.plot.show()
+            top.addItem(panel.plot, 0, plan.per_row + 1 + j, plan.rows, 1)
+            top.setColumnStretchFactor(plan.per_row + 1 + j, 10)
+        self.ci.layout.setRowFixedHeight(1, plan.top_h)
+        for row_layout, names in zip(self._curve_rows, plan.curve_groups):
+            grid = row_layout.layout
+            _empty(grid)
+            for col, name in enumerate(names):
+                panel = self.panel(name)
+                panel.plot.show()
+                grid.addItem(panel.plot, 0, col)
+                grid.setColumnStretchFactor(col, 1)
+        self._show_curve_rows()
+
+    @property
+    def curves_folded(self) -> bool:
+        """Whether only one row of the curve panels shows (a small figure: see layout.plan)."""
+        return self._plan is not None and self._plan.curve_rows == 1
+
+    def show_curve_row(self, index: int) -> None:
+        """Which row of the curve panels shows while they are folded (0 or 1)."""
+        self._curve_tab = 1 if index else 0
+        self._show_curve_rows()
+
+    def _show_curve_rows(self) -> None:
+        below = self._below.layout
+        _empty(below)
+        shown = [0, 1] if not self.curves_folded else [self._curve_tab]
+        for r, row_layout in enumerate(self._curve_rows):
+            row_layout.setVisible(r in shown)
+        for position, r in enumerate(shown):
+            below.addItem(self._curve_rows[r], position, 0)
+            below.setRowStretchFactor(position, 1)
+        self._set_tab_text()
+
+    def _set_tab_text(self) -> None:
+        """The two tabs of folded curves, the shown one in bold; hidden while both rows show."""
+        for i, (tab, names) in enumerate(zip(self.curve_tabs, self._plan.curve_groups)):
+            tab.setVisible(self.curves_folded)
+            words = " · ".join(CURVE_TAB_WORDS.get(n, n) for n in names)
+            size = self._style.pt_str(theme.BASE_FONT_PT)
+            if i == self._curve_tab:
+                html = f"<span style='font-size:{size}; font-weight:bold'>▾ {words}</span>"
+            else:
+                html = f"<span style='font-size:{size}; color:{theme.MUTED}'><u>▸ {words}</u></span>"
+            theme.set_label(tab, html)
 
     # ------------------------------------------------------------------ per frame
     def _update_caption(self, s: Snapshot) -> None:
@@ -307,7 +399,8 @@ class Figure(pg.GraphicsLayoutWidget):
                                                    "color": theme.FOREGROUND})
             tick_w = QFontMetricsF(style.font(theme.BASE_FONT_PT - 1)).horizontalAdvance("0.001")
             label_h = QFontMetricsF(style.font(theme.BASE_FONT_PT)).height()
-            axis.setWidth(int(math.ceil(tick_w + label_h + 14 * style.font_scale)))
+            self._colorbar_width = math.ceil(tick_w + label_h + 14 * style.font_scale)
+            axis.setWidth(int(self._colorbar_width))
             self.colorbar.layout.setColumnFixedWidth(1, 16 * style.line_scale)
             for name in ("left", "top", "bottom"):
                 self.colorbar.getAxis(name).setPen(style.pen(theme.FOREGROUND, theme.W_AXIS))
@@ -329,6 +422,8 @@ class Figure(pg.GraphicsLayoutWidget):
         for panel in self.panels():
             panel.apply_style(style)
         self._style_chrome(style)
+        self._plan = None  # the chrome's sizes changed with the fonts
+        self._place()
         if self._snapshot is not None:
             self._caption_html = ""
             self._legend_names = []
@@ -412,6 +507,7 @@ class Figure(pg.GraphicsLayoutWidget):
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         super().resizeEvent(event)
         if getattr(self, "key", None) is not None and not getattr(self, "closed", False):
+            self._place()
             self._update_key()  # (also called from the base __init__, before our attributes exist)
 
     def close(self) -> bool:
@@ -440,6 +536,11 @@ class Figure(pg.GraphicsLayoutWidget):
     def _on_scene_click(self, event) -> None:
         if self.data_panel is None or event.button() != Qt.MouseButton.LeftButton:
             return
+        for i, tab in enumerate(self.curve_tabs):
+            if tab.isVisible() and tab.sceneBoundingRect().contains(event.scenePos()):
+                self.show_curve_row(i)
+                event.accept()
+                return
         if self.data_panel.handle_click(event.scenePos()):
             event.accept()
 
@@ -450,7 +551,18 @@ def _html_width(html: str) -> float:
     return doc.idealWidth()
 
 
-def _tight(layout: pg.GraphicsLayout) -> None:
-    layout.setContentsMargins(0, 0, 0, 0)
-    layout.setSpacing(6)
+def _tight(grid: pg.GraphicsLayout) -> None:
+    grid.setContentsMargins(0, 0, 0, 0)
+    grid.setSpacing(6)
+
+
+def _empty(grid) -> None:
+    """Take every item out of a QGraphicsGridLayout (the items live on) and reset its rows and columns."""
+    for r in range(grid.rowCount()):
+        grid.setRowStretchFactor(r, 0)
+    for c in range(grid.columnCount()):
+        grid.setColumnStretchFactor(c, 0)
+        grid.setColumnSpacing(c, grid.horizontalSpacing())
+    while grid.count():
+        grid.removeAt(0)
 

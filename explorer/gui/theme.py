@@ -199,10 +199,9 @@ class PlainAxis(pg.AxisItem):
 
 
 def plain_axes(log_left: bool = False) -> dict[str, pg.AxisItem]:
-    """The four axes of a panel, all :class:`PlainAxis` (the left one a :class:`LogAxis` for a log y)."""
-    axes: dict[str, pg.AxisItem] = {name: PlainAxis(name) for name in ("bottom", "top", "right")}
-    axes["left"] = LogAxis("left") if log_left else PlainAxis("left")
-    return axes
+    """The shown axes of a panel (bottom, left) as :class:`PlainAxis` (the left one a :class:`LogAxis` for a
+    log y); the hidden top and right ones are pyqtgraph's, set by :func:`style_plot`."""
+    return {"bottom": PlainAxis("bottom"), "left": LogAxis("left") if log_left else PlainAxis("left")}
 
 
 def set_title(plot: pg.PlotItem, html: str, style: Style) -> None:

@@ -115,8 +115,10 @@ class CurvesPanel(Panel):
         vb_width = self.plot.getViewBox().width()
         width = vb_width + 40 if vb_width > 50 else 400.0
         keys = self.keys_text
-        if QFontMetricsF(font).horizontalAdvance(keys) > width - 16:
-            keys = keys.replace(" · ", "<br>")
+        if QFontMetricsF(font).horizontalAdvance(keys) > width - 16:  # two lines at most: plot height is scarce
+            words = keys.split(" · ")
+            half = (len(words) + 1) // 2
+            keys = " · ".join(words[:half]) + "<br>" + " · ".join(words[half:])
         return (f"{self.title_text}<br><span style='color:{theme.MUTED}; "
                 f"font-size:{style.pt_str(theme.BASE_FONT_PT - 1)}'>{keys}</span>")
 
