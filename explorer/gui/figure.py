@@ -71,7 +71,7 @@ class Figure(pg.GraphicsLayoutWidget):
         self.legend: pg.LegendItem | None = None
         self.colorbar: pg.ColorBarItem | None = None
         self._legend_samples: list[pg.PlotDataItem] = []
-        self.curve_tabs: list[pg.LabelItem] = []
+        self.curve_tabs: list[theme.TextLabel] = []
         self._top: pg.GraphicsLayout | None = None
         self._below: pg.GraphicsLayout | None = None
         self._curve_rows: list[pg.GraphicsLayout] = []
@@ -207,7 +207,7 @@ class Figure(pg.GraphicsLayoutWidget):
 
         legend_row = ci.addLayout(row=2, col=0)
         _tight(legend_row)
-        self.curve_tabs = [pg.LabelItem(justify="left") for _ in range(2)]
+        self.curve_tabs = [theme.TextLabel(justify="left") for _ in range(2)]
         tabs = legend_row.addLayout(row=0, col=0)
         _tight(tabs)
         for i, tab in enumerate(self.curve_tabs):
@@ -505,10 +505,12 @@ class Figure(pg.GraphicsLayoutWidget):
 
     # ------------------------------------------------------------------ events
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        ready = getattr(self, "key", None) is not None and not getattr(self, "closed", False)
+        if ready:  # (the base __init__ resizes too, before our attributes exist)
+            self._place()  # first: the base class sizes the layout to the view, within the new plan's limits
         super().resizeEvent(event)
-        if getattr(self, "key", None) is not None and not getattr(self, "closed", False):
-            self._place()
-            self._update_key()  # (also called from the base __init__, before our attributes exist)
+        if ready:
+            self._update_key()
 
     def close(self) -> bool:
         """Drop every panel before pyqtgraph clears the scene, so no Python wrapper outlives its item."""

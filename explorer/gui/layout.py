@@ -3,11 +3,12 @@
 The posteriors are the point of the picture: each shows a square view (the data aspect is 1:1, so a
 flat view would show a −13…13 axis for a −3…3 box) as large as the figure allows. The rules, in order:
 
-1. The posteriors take one row, or wrap into two rows when that makes them larger (4–5 runs on a
-   narrow screen); with one or two runs the data (and weights) panels sit beside them.
-2. The curve panels (data, SNR, bounds / weights, KL, ESS) take two rows while the posteriors still get a
-   good size (``Metrics.good_side``); below that the curves *fold*: one row shows, the other is a click
-   (or a key) away, so the posteriors do not shrink for them.
+1. The posteriors take one row, or wrap into two rows when that makes them clearly larger (4–5 runs on
+   a narrow screen); with one or two runs the data (and weights) panels sit beside them.
+2. The curve panels (data, SNR, bounds / weights, KL, ESS) take two rows while the posteriors still get
+   (nearly) as large as any arrangement would make them, up to a good size (``Metrics.good_side``);
+   otherwise the curves *fold*: one row shows, the other is a click away, so the posteriors do not
+   shrink for them.
 3. Only when even folded curves leave too little do the posteriors shrink, down to what is left.
 
 :func:`plan` is a pure function of the figure's size, the number of runs and the chrome's pixel sizes
@@ -21,6 +22,9 @@ from dataclasses import dataclass
 #: the curve-area panels, in the order they fill the two rows (with fewer than three runs the first one
 #: or two move up beside the posteriors)
 BELOW_ORDER = ("data", "snr", "bounds", "weights", "kl", "ess")
+#: an arrangement further down the order of preference (folded curves, wrapped posteriors) is taken only
+#: when it makes the posteriors larger than this fraction of it would
+TOLERANCE = 0.9
 
 
 @dataclass(frozen=True)
@@ -84,20 +88,16 @@ def _side(width: float, height: float, n_runs: int, per_row: int, curve_rows: in
 
 def plan(width: float, height: float, n_runs: int, m: Metrics = Metrics()) -> Plan:
     """The layout for a figure of ``width`` × ``height`` px with ``n_runs`` posteriors (see the module
-    docstring for the rules)."""
+    docstring for the rules): of the arrangements (one or two rows of posteriors, two rows of curves or
+    folded ones), the first in that order of preference whose posteriors are within ``TOLERANCE`` of the
+    largest any arrangement allows, sizes above ``good_side`` counting as good as ``good_side``."""
     n_runs = max(1, int(n_runs))
-    options = [n_runs] if n_runs <= 3 else [n_runs, math.ceil(n_runs / 2)]
-    best: tuple[float, int, int] | None = None  # (side, -rows, curve_rows)
-    for per_row in options:
-        two, one = (_side(width, height, n_runs, per_row, rows, m) for rows in (2, 1))
-        side, curve_rows = (two, 2) if two >= min(m.good_side, one) else (one, 1)
-        key = (round(side, 1), -math.ceil(n_runs / per_row), curve_rows)
-        if best is None or key > best:
-            best = key
-    assert best is not None
-    side, neg_rows, curve_rows = best
-    rows = -neg_rows
-    per_row = math.ceil(n_runs / rows)
-    side = max(side, 1.0)
+    per_rows = [n_runs] if n_runs <= 3 else [n_runs, math.ceil(n_runs / 2)]
+    options = [(per_row, curve_rows) for per_row in per_rows for curve_rows in (2, 1)]
+    sides = {o: _side(width, height, n_runs, o[0], o[1], m) for o in options}
+    best = max(min(side, m.good_side) for side in sides.values())
+    per_row, curve_rows = next(o for o in options if min(sides[o], m.good_side) >= TOLERANCE * best)
+    side = max(sides[(per_row, curve_rows)], 1.0)
+    rows = math.ceil(n_runs / per_row)
     top_h = rows * (side + m.title_h + m.axis_h) + (rows - 1) * m.spacing
     return Plan(per_row, rows, side, beside_for(n_runs), curve_rows, top_h)
