@@ -415,7 +415,8 @@ class Figure(pg.GraphicsLayoutWidget):
                 f"<span style='color:{navy}'>━ true posterior p(z|x)</span>&nbsp;&nbsp; "
                 f"<span style='color:{q}'>━ q(z|x) &nbsp;● its samples</span>{gap}"
                 f"◯ particles: size, shade ∝ w̃&nbsp;&nbsp; "
-                f"<span style='color:{muted}'>(contours 1σ, 2σ, 3σ)</span></span>")
+                f"<span style='color:{muted}'>(contours 1σ, 2σ, 3σ; "
+                f"mode labels: p's mass of the mode · q's mass there)</span></span>")
 
     def _apply_style(self, style: Style) -> None:
         self._style = style
