@@ -123,10 +123,20 @@ class Figure(pg.GraphicsLayoutWidget):
         return [p.name for p in self.panels()]
 
     def panel(self, name: str):
+        """The panel called ``name`` (``posterior``: the first run's, as ``posterior-0``)."""
+        if name == "posterior" and self.posteriors:
+            return self.posteriors[0]
         for p in self.panels():
             if p.name == name:
                 return p
         raise KeyError(f"no panel named {name!r} (panels: {', '.join(self.panel_names()) or 'none yet'})")
+
+    def has_panel(self, name: str) -> bool:
+        try:
+            self.panel(name)
+        except KeyError:
+            return False
+        return True
 
     def panels(self) -> list:
         out: list = list(self.posteriors)
@@ -145,10 +155,22 @@ class Figure(pg.GraphicsLayoutWidget):
                 reset()
 
     def grab_image(self, width: int | None = None, panel: str | None = None) -> QImage:
-        """The figure (or one panel) rendered to a QImage ``width`` pixels wide, pens scaled to match."""
+        """The figure (or one panel) rendered to a QImage ``width`` pixels wide, pens scaled to match. A
+        panel with one curve per run gets the run legend above it, at the same scale."""
         target = self._export_target(panel)
         with self._export_scale(target, width), self._uncached():
-            return export.render_image(target, width)
+            image = export.render_image(target, width)
+            if panel is not None and self._panel_needs_legend(panel):
+                scale = image.width() / max(export.exporter_source_width(target), 1.0)
+                legend_width = export.exporter_source_width(self.legend) * scale
+                legend = export.render_image(self.legend, max(1, round(legend_width)))
+                image = export.stack_images(legend, image, theme.BACKGROUND)
+            return image
+
+    def _panel_needs_legend(self, name: str) -> bool:
+        """Whether a panel exported alone needs the run legend: the curves and the sorted weights draw a
+        line per run in its colour (a posterior's title names its run; the data panel has no runs)."""
+        return self.legend is not None and (name in self.curves or name == "weights")
 
     def export_png(self, path: str | os.PathLike, width: int | None = None, panel: str | None = None) -> str:
         """Write a PNG (``width`` pixels wide; default: as on screen). Returns the path written."""
@@ -461,12 +483,12 @@ class Figure(pg.GraphicsLayoutWidget):
 
     # ------------------------------------------------------------------ export plumbing
     def _export_target(self, panel: str | None):
-        self._ensure_laid_out()
+        self.ensure_laid_out()
         if panel is None:
             return self.scene()
         return self.panel(panel).plot
 
-    def _ensure_laid_out(self) -> None:
+    def ensure_laid_out(self) -> None:
         """Exports need a shown, laid-out widget (pitfalls.md): show a parentless figure offscreen."""
         if not self.isVisible() and self.parent() is None:
             if self.width() < 200 or self.height() < 200:

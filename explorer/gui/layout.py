@@ -22,6 +22,16 @@ from dataclasses import dataclass
 #: the curve-area panels, in the order they fill the two rows (with fewer than three runs the first one
 #: or two move up beside the posteriors)
 BELOW_ORDER = ("data", "snr", "bounds", "weights", "kl", "ess")
+#: the panels an export can show alone (``shot --panel NAME``), in the figure's order: the single source
+#: of those names (a test checks the figure's panels against it). ``posterior`` is the first run's;
+#: ``posterior-N`` names run N's
+PANEL_NAMES = ("posterior", "data", "snr", "bounds", "kl", "ess", "weights")
+#: export styles: (talk fonts and lines, the figure's width on its offscreen screen, the default PNG
+#: width). ``paper`` is compact: the same fonts on a narrower figure, so less white space and text larger
+#: relative to the figure, written at 2× for print
+EXPORT_STYLES = {"screen": (False, 1600, 1600), "talk": (True, 1600, 1920), "paper": (False, 1200, 2400)}
+#: aspect ratios (width : height) of an exported figure
+ASPECTS = {"16:10": (16, 10), "16:9": (16, 9), "4:3": (4, 3)}
 #: an arrangement further down the order of preference (folded curves, wrapped posteriors) is taken only
 #: when it makes the posteriors larger than this fraction of it would
 TOLERANCE = 0.9

@@ -263,6 +263,14 @@ class Panel:
     def update(self, snapshot: Snapshot) -> None:
         raise NotImplementedError
 
+    # fixed ranges (a GIF's axes stay put for the whole recording: gif.render_frames)
+    def hold_range(self, rect: tuple[float, float, float, float]) -> None:
+        """Show ``rect`` and keep it, whatever the snapshots fed next (until :meth:`release_range`)."""
+        self.plot.getViewBox().setRange(xRange=rect[:2], yRange=rect[2:], padding=0.0)
+
+    def release_range(self) -> None:
+        """Back to the panel's own ranges."""
+
 
 def new_plot(name: str, log_y: bool = False, view_box: pg.ViewBox | None = None) -> pg.PlotItem:
     plot = pg.PlotItem(axisItems=theme.plain_axes(log_left=log_y), viewBox=view_box)

@@ -192,6 +192,13 @@ class CurvesPanel(Panel):
             self._x_range = target
             self.plot.setXRange(*target, padding=0.02)
 
+    def hold_range(self, rect: tuple[float, float, float, float]) -> None:
+        self._user_zoomed = True  # the automatic ranges keep out
+        super().hold_range(rect)
+
+    def release_range(self) -> None:
+        self.reset_view()
+
     def reset_view(self) -> None:
         """Back to automatic ranges after a user zoom."""
         self._user_zoomed = False

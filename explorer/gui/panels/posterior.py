@@ -187,6 +187,14 @@ class PosteriorPanel(Panel):
         """Follow the mass again (undoes a user's pan or zoom)."""
         self.set_pinned(False)
 
+    def hold_range(self, rect: tuple[float, float, float, float]) -> None:
+        """Show ``rect`` (widened to the square aspect) and stop following, without the pinned note."""
+        self._pinned = True
+        self._apply_view(rect)
+
+    def release_range(self) -> None:
+        self.set_pinned(False)
+
     def view_rect(self) -> tuple[float, float, float, float]:
         """What the panel shows now: (z1_min, z1_max, z2_min, z2_max)."""
         (x0, x1), (y0, y1) = self.plot.getViewBox().viewRange()
