@@ -148,11 +148,10 @@ class Figure(pg.GraphicsLayoutWidget):
         return out
 
     def reset_views(self) -> None:
-        """Undo user zooms: posteriors back to the latent box, curves back to their automatic ranges."""
+        """Undo user zooms (View ▸ Reset Views, R): posteriors follow the mass again, curves and the rest
+        go back to their automatic ranges. A double-click does this for one panel."""
         for panel in self.panels():
-            reset = getattr(panel, "reset_view", None)
-            if reset is not None:
-                reset()
+            reset_view(panel)
 
     def grab_image(self, width: int | None = None, panel: str | None = None) -> QImage:
         """The figure (or one panel) rendered to a QImage ``width`` pixels wide, pens scaled to match. A
@@ -262,6 +261,9 @@ class Figure(pg.GraphicsLayoutWidget):
         layout = ci.layout
         for row, stretch in enumerate((0, 0, 0, 1)):
             layout.setRowStretchFactor(row, stretch)
+        for panel in self.panels():
+            if not hasattr(panel, "reset_view"):  # a panel on pyqtgraph's auto-range: a double-click resets it
+                panel.plot.getViewBox().sigDoubleClicked.connect(lambda p=panel: reset_view(p))
         self._plan = None
         self._style_chrome(style)
         self._place()
@@ -568,6 +570,15 @@ class Figure(pg.GraphicsLayoutWidget):
                 return
         if self.data_panel.handle_click(event.scenePos()):
             event.accept()
+
+
+def reset_view(panel) -> None:
+    """A panel back to its own ranges: its ``reset_view``, else pyqtgraph's auto-range."""
+    reset = getattr(panel, "reset_view", None)
+    if reset is not None:
+        reset()
+    else:
+        panel.plot.getViewBox().enableAutoRange()
 
 
 def _html_width(html: str) -> float:

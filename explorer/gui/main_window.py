@@ -195,6 +195,8 @@ class MainWindow(QMainWindow):
                        "Large fonts and lines; controls, menus and status bar hidden", checkable=True),
             ActionSpec("fullscreen", "Full Screen", self._set_fullscreen, "F", checkable=True),
             ActionSpec("leave_modes", "Leave Presentation / Full Screen", self.leave_modes, "Escape"),
+            ActionSpec("reset_views", "Reset Views", self.figure.reset_views, "0",
+                       "Undo zooms: every panel back to its own range (a double-click resets one panel; R too)"),
             ActionSpec("controls", "Controls", self._set_dock_shown, None, "Show or hide the controls",
                        checkable=True),
             ActionSpec("about", "Scene Description", self.about_toggle.setChecked, None, checkable=True),
@@ -292,6 +294,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def reset(self) -> None:
         self.controller.reset()
+        self.figure.reset_views()
         self.messages.show_message("Reset to step 0 (same seed)")
 
     @Slot()

@@ -59,7 +59,7 @@ def build_menus(window: QMainWindow, actions: dict[str, QAction], recent: QMenu,
                     "record_gif", "stop_recording", "-", "quit"))
     add(bar.addMenu("&Training"), ("start_pause", "step", "reset", "reseed"))
     view = menus["view"] = bar.addMenu("&View")
-    add(view, ("presentation", "fullscreen", "leave_modes", "-", "controls", "about"))
+    add(view, ("presentation", "fullscreen", "leave_modes", "-", "reset_views", "-", "controls", "about"))
     menus["training"] = bar.actions()[1].menu()
     story = menus["story"] = bar.addMenu("&Story")
     fill_story(story)

@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 import contourpy
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFontMetricsF, QImage, QPainter, QPaintEngine, QPen, QPixmap, QPolygonF
 
 from explorer.core.snapshot import Snapshot, is_exact
@@ -272,8 +272,23 @@ class Panel:
         """Back to the panel's own ranges."""
 
 
+class ResettableViewBox(pg.ViewBox):
+    """A ViewBox that says when it is double-clicked: the panel goes back to its own ranges."""
+
+    sigDoubleClicked = Signal()
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802 (pyqtgraph's name)
+        if ev.double() and ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self.sigDoubleClicked.emit()
+            return
+        super().mouseClickEvent(ev)
+
+
 def new_plot(name: str, log_y: bool = False, view_box: pg.ViewBox | None = None) -> pg.PlotItem:
-    plot = pg.PlotItem(axisItems=theme.plain_axes(log_left=log_y), viewBox=view_box)
+    """A bare PlotItem named ``name``; double-clicking its view (a :class:`ResettableViewBox` unless one
+    is given) emits ``plot.getViewBox().sigDoubleClicked``."""
+    plot = pg.PlotItem(axisItems=theme.plain_axes(log_left=log_y), viewBox=view_box or ResettableViewBox())
     theme.use_text_label_title(plot)
     plot.hideButtons()
     plot.setMenuEnabled(False)

@@ -65,6 +65,14 @@ class CurvesPanel(Panel):
         vb.enableAutoRange(axis="x", enable=False)
         vb.sigRangeChangedManually.connect(self._on_user_zoom)
         vb.sigResized.connect(self._on_resized)
+        vb.sigDoubleClicked.connect(self.reset_view)
+        vb.sigRangeChanged.connect(self._place_zoom_note)
+        self._zoom_latest: float | None = None  # the latest step when the user zoomed
+        self.zoom_note = pg.TextItem("zoomed · double-click to reset", anchor=(1.0, 0.0), color=theme.DATA_COLOR,
+                                     fill=pg.mkBrush(255, 255, 255, 170))
+        self.zoom_note.setZValue(15)
+        self.zoom_note.hide()
+        plot.addItem(self.zoom_note, ignoreBounds=True)
         self._title = ""
         if kind == "ess":
             plot.setYRange(0.0, 1.0, padding=0.03)
@@ -129,6 +137,7 @@ class CurvesPanel(Panel):
             theme.set_title(self.plot, title, self.style)
 
     def restyle_text(self, style: Style) -> None:
+        self.zoom_note.setFont(style.font(theme.BASE_FONT_PT - 2))
         self._title = self._title_html(style)
         theme.style_plot(self.plot, style, "step", self.ylabel, self._title)
         if self.floor_line is not None:
@@ -159,6 +168,8 @@ class CurvesPanel(Panel):
             self._set_y_range()
         if not self._user_zoomed:
             self._set_x_range()
+        else:
+            self._scroll_to_latest()
 
     def _set_series(self, item: pg.PlotCurveItem, key: tuple[int, str], rows: np.ndarray | None) -> None:
         rows = finite_rows(rows)
@@ -176,8 +187,33 @@ class CurvesPanel(Panel):
         self._y_values[key] = rows[:, 1]
         self._y_dirty = True
 
+    # ------------------------------------------------------------------ the user's zoom
+    def _latest_step(self) -> float | None:
+        lasts = [sig[1] for sig in self._last.values() if sig[0] > 0]
+        return max(lasts) if lasts else None
+
     def _on_user_zoom(self, *_) -> None:
+        """A wheel zoom or a drag: the ranges are the user's until a double-click (or View ▸ Reset Views,
+        or R). It never freezes: when training goes on, the zoomed view scrolls to the newest step."""
         self._user_zoomed = True
+        self._zoom_latest = self._latest_step()
+        self.zoom_note.show()
+        self._place_zoom_note()
+
+    def _scroll_to_latest(self) -> None:
+        """Steps newer than the zoom: keep the user's zoom (the x width, the y range) with the latest step
+        at its right edge."""
+        latest = self._latest_step()
+        if latest is None or self._zoom_latest is None or latest <= self._zoom_latest:
+            return
+        x0, x1 = self.plot.getViewBox().viewRange()[0]
+        if latest > x1:
+            self.plot.setXRange(x0 + latest - x1, latest, padding=0.0)
+
+    def _place_zoom_note(self, *_) -> None:
+        if self.zoom_note.isVisible():
+            (_, x1), (_, y1) = self.plot.getViewBox().viewRange()
+            self.zoom_note.setPos(x1, y1)
 
     def _set_x_range(self) -> None:
         """From the first step shown to nice_ceil(the last): changes only when the last step passes a nice
@@ -202,6 +238,8 @@ class CurvesPanel(Panel):
     def reset_view(self) -> None:
         """Back to automatic ranges after a user zoom."""
         self._user_zoomed = False
+        self._zoom_latest = None
+        self.zoom_note.hide()
         self._x_range = self._y_range = None
         self._set_x_range()
         if self.kind == "ess":

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QRectF
 from PySide6.QtGui import QColor, QFontMetricsF
 
 from explorer.core.snapshot import RunView, Snapshot
@@ -15,7 +15,7 @@ from explorer.core.snapshot import RunView, Snapshot
 from .. import theme
 from ..theme import Style, fmt
 from .base import (MAX_MODE_LABELS, SIGMA_LEVELS, Contourer, err_digits, new_plot, Panel, PointsItem,
-                   same_array, sanitise_log_density, wrap_lines)
+                   ResettableViewBox, same_array, sanitise_log_density, wrap_lines)
 
 
 Box = tuple[float, float, float, float]  # (z1_min, z1_max, z2_min, z2_max)
@@ -41,19 +41,6 @@ def follow(shown: Box | None, wanted: Box) -> Box:
             return shown
     d1, d2 = FOLLOW_MARGIN * (wanted[1] - wanted[0]), FOLLOW_MARGIN * (wanted[3] - wanted[2])
     return wanted[0] - d1, wanted[1] + d1, wanted[2] - d2, wanted[3] + d2
-
-
-class FollowViewBox(pg.ViewBox):
-    """A ViewBox that says when it is double-clicked (the posterior panel: follow the mass again)."""
-
-    sigDoubleClicked = Signal()
-
-    def mouseClickEvent(self, ev) -> None:  # noqa: N802 (pyqtgraph's name)
-        if ev.double() and ev.button() == Qt.MouseButton.LeftButton:
-            ev.accept()
-            self.sigDoubleClicked.emit()
-            return
-        super().mouseClickEvent(ev)
 
 
 def _sign(v: float) -> float:
@@ -91,7 +78,7 @@ class PosteriorPanel(Panel):
         self.nominal_width = 400.0  # the figure sets this before the first layout pass
         self._run: RunView | None = None
         self._pinned = False
-        self.plot = plot = new_plot(self.name, view_box=FollowViewBox())
+        self.plot = plot = new_plot(self.name, view_box=ResettableViewBox())
         vb = plot.getViewBox()
         vb.setAspectLocked(True, ratio=1.0)
         vb.disableAutoRange()
