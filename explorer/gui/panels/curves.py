@@ -12,6 +12,8 @@ from explorer.core.snapshot import Snapshot
 
 from .. import theme
 from ..theme import DASHED, DOTTED, SOLID, Style
+
+DASHDOT = Qt.PenStyle.DashDotLine
 from .base import _nice_step, finite_rows, new_plot, nice_ceil, Panel, peak_decimate, set_xy
 
 
@@ -20,12 +22,14 @@ CURVE_KINDS: dict[str, tuple[str, str, bool, list[tuple[str, Qt.PenStyle, str]]]
     "snr": ("gradient SNR", "SNR", True,
             [("snr_encoder", SOLID, "encoder φ"), ("snr_decoder", DASHED, "decoder θ")]),
     "bounds": ("bounds on log p(x)", "nats", False,
-               [("bound", SOLID, "MC L_K"), ("elbo", DASHED, "MC ELBO")]),
+               [("bound", SOLID, "MC L_K"), ("elbo", DASHED, "MC ELBO"), ("elbo_exact", DASHDOT, "exact ELBO")]),
     "kl": ("KL divergences (quadrature)", "nats", False,
            [("kl_qp", SOLID, "KL(q‖p)"), ("kl_pq", DASHED, "KL(p‖q)")]),
     "ess": ("ESS / K", "ESS / K", False, [("ess_frac", SOLID, "ESS/K")]),
 }
-_STYLE_WORD = {SOLID: "solid", DASHED: "dashed", DOTTED: "dotted"}
+_STYLE_WORD = {SOLID: "solid", DASHED: "dashed", DOTTED: "dotted", DASHDOT: "dash-dot"}
+#: the exact ELBO's error band is drawn where the error is at least this fraction of the plot's height
+BAND_VISIBLE = 0.004
 
 
 class CurvesPanel(Panel):
@@ -104,6 +108,17 @@ class CurvesPanel(Panel):
                 self.keep_pen(item.setPen, lambda s, c=theme.run_color(i): s.pen(c, theme.W_REFERENCE, DOTTED))
                 self.run_references.append(item)
 
+        # the exact ELBO ± its error (cubature + truncation), a band in the run's colour
+        self.bands: dict[int, tuple[pg.PlotCurveItem, pg.PlotCurveItem, pg.FillBetweenItem]] = {}
+        self._band_sig: dict[int, tuple] = {}
+        if kind == "bounds":
+            for i in range(n_runs):
+                lower, upper = pg.PlotCurveItem(), pg.PlotCurveItem()
+                band = pg.FillBetweenItem(lower, upper, brush=theme.qcolor(theme.run_color(i), 60))
+                band.setZValue(-3)
+                plot.addItem(band)
+                self.bands[i] = (lower, upper, band)
+
         self.floor_line: pg.InfiniteLine | None = None
         if kind == "snr":
             self.floor_line = pg.InfiniteLine(angle=0, movable=False, label="estimation floor 0.8/√R",
@@ -170,6 +185,10 @@ class CurvesPanel(Panel):
             self._set_x_range()
         else:
             self._scroll_to_latest()
+        for run in snapshot.runs:  # after the y range: a band shows where it is visible at that range
+            if run.index in self.bands:
+                hist = snapshot.history.get(run.name, {})
+                self._set_band(run.index, hist.get("elbo_exact"), hist.get("elbo_exact_err"))
 
     def _set_series(self, item: pg.PlotCurveItem, key: tuple[int, str], rows: np.ndarray | None) -> None:
         rows = finite_rows(rows)
@@ -186,6 +205,29 @@ class CurvesPanel(Panel):
         set_xy(item, rows)
         self._y_values[key] = rows[:, 1]
         self._y_dirty = True
+
+    def _set_band(self, index: int, values: np.ndarray | None, errors: np.ndarray | None) -> None:
+        """The exact ELBO ± its error where both are known at a step; none where the error is negligible
+        (thinner than BAND_VISIBLE of the plot's height, i.e. the line covers it)."""
+        values, errors = finite_rows(values), finite_rows(errors)
+        sig = (len(values), len(errors), float(values[-1, 0]) if len(values) else 0.0,
+               float(errors[-1, 1]) if len(errors) else 0.0, self._y_range)
+        if self._band_sig.get(index) == sig:
+            return
+        self._band_sig[index] = sig
+        lower, upper, band = self.bands[index]
+        steps, iv, ie = np.intersect1d(values[:, 0], errors[:, 0], return_indices=True)
+        err = np.abs(errors[ie, 1])
+        span = (self._y_range[1] - self._y_range[0]) if self._y_range else 0.0
+        if not len(steps) or span <= 0 or err.max() < BAND_VISIBLE * span:
+            band.hide()
+            return
+        mid = values[iv, 1]
+        rows = peak_decimate(np.column_stack([steps, mid]))
+        keep = np.searchsorted(steps, rows[:, 0])
+        lower.setData(steps[keep], mid[keep] - err[keep])
+        upper.setData(steps[keep], mid[keep] + err[keep])
+        band.show()
 
     # ------------------------------------------------------------------ the user's zoom
     def _latest_step(self) -> float | None:
@@ -249,10 +291,10 @@ class CurvesPanel(Panel):
 
     def _set_y_range(self) -> None:
         self._y_dirty = False
-        # the bounds panel frames L_K and log p(x): an IWAE's MC ELBO can sit 1000 nats below them and
-        # would flatten both; it runs off the bottom instead
+        # the bounds panel frames L_K and log p(x): an IWAE's ELBO (MC or exact) can sit 1000 nats below
+        # them and would flatten both; it runs off the bottom instead
         visible = [v for key, v in self._y_values.items() if len(v) and self._item(key).isVisible()
-                   and (self.kind != "bounds" or key[1] != "elbo")]
+                   and (self.kind != "bounds" or key[1] not in ("elbo", "elbo_exact"))]
         if not visible:
             return
         values = np.concatenate(visible)
