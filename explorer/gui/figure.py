@@ -84,6 +84,9 @@ class Figure(pg.GraphicsLayoutWidget):
         self.ci.setContentsMargins(8, 6, 18, 6)  # room for the last tick label on the right
         self.ci.setSpacing(6)
         self.scene().sigMouseClicked.connect(self._on_scene_click)
+        # hover readouts: the scene's mouse moves, at most 30 a second, to the panel under the cursor
+        self._hover_proxy = pg.SignalProxy(self.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_moved)
+        self._hovered = None
 
     # ------------------------------------------------------------------ public API
     @property
@@ -189,6 +192,7 @@ class Figure(pg.GraphicsLayoutWidget):
             self.data_panel.observation_clicked.disconnect(self.observation_clicked)
         self.ci.clear()
         self.posteriors, self.data_panel, self.curves, self.weights = [], None, {}, None
+        self._hovered = None
         self.caption = self.key = self.legend = self.colorbar = None
         self._top = self._below = None
         self._curve_rows, self.curve_tabs = [], []
@@ -486,6 +490,7 @@ class Figure(pg.GraphicsLayoutWidget):
     # ------------------------------------------------------------------ export plumbing
     def _export_target(self, panel: str | None):
         self.ensure_laid_out()
+        self.hide_readouts()  # a readout is for the screen
         if panel is None:
             return self.scene()
         return self.panel(panel).plot
@@ -559,6 +564,27 @@ class Figure(pg.GraphicsLayoutWidget):
         scene_pos = self.mapToScene(event.position().toPoint())
         if self.data_panel.plot.getViewBox().sceneBoundingRect().contains(scene_pos):
             event.accept()
+
+    def _on_mouse_moved(self, args) -> None:
+        """Tell the panel under the cursor where it is (view units), and the one it left that it left."""
+        pos = args[0]
+        under = None
+        for panel in self.panels():
+            vb = panel.plot.getViewBox()
+            if hasattr(panel, "hover") and panel.plot.isVisible() and vb.sceneBoundingRect().contains(pos):
+                under = panel
+                break
+        if self._hovered is not None and self._hovered is not under and self._hovered in self.panels():
+            self._hovered.hover(None, None)
+        self._hovered = under
+        if under is not None:
+            point = under.plot.getViewBox().mapSceneToView(pos)
+            under.hover(point.x(), point.y())
+
+    def hide_readouts(self) -> None:
+        if self._hovered is not None and self._hovered in self.panels():
+            self._hovered.hover(None, None)
+        self._hovered = None
 
     def _on_scene_click(self, event) -> None:
         if self.data_panel is None or event.button() != Qt.MouseButton.LeftButton:

@@ -11,10 +11,10 @@ from PySide6.QtGui import QFontMetricsF
 from explorer.core.snapshot import Snapshot
 
 from .. import theme
-from ..theme import DASHED, DOTTED, SOLID, Style
+from ..theme import DASHED, DOTTED, SOLID, Style, fmt
 
 DASHDOT = Qt.PenStyle.DashDotLine
-from .base import _nice_step, finite_rows, new_plot, nice_ceil, Panel, peak_decimate, set_xy
+from .base import _nice_step, finite_rows, new_plot, nice_ceil, Panel, peak_decimate, Readout, set_xy
 
 
 # kind -> (title, y label, log y, [(metric, pen style, legend word)])
@@ -128,6 +128,8 @@ class CurvesPanel(Panel):
             self.floor_line.hide()
             plot.addItem(self.floor_line)
             self.keep_pen(self.floor_line.setPen, lambda s: s.pen(theme.MUTED, theme.W_REFERENCE, DASHED))
+        self.readout = Readout(plot, style)
+        self._run_names: tuple[str, ...] = ()
         self.restyle_text(style)
 
     def _title_html(self, style: Style) -> str:
@@ -159,6 +161,8 @@ class CurvesPanel(Panel):
             self.floor_line.label.setFont(style.font(theme.BASE_FONT_PT - 1))
 
     def update(self, snapshot: Snapshot) -> None:
+        if len(self._run_names) != len(snapshot.runs):
+            self._run_names = tuple(r.name for r in snapshot.runs)
         for run in snapshot.runs:
             if run.index >= self.n_runs:
                 continue
@@ -228,6 +232,39 @@ class CurvesPanel(Panel):
         lower.setData(steps[keep], mid[keep] - err[keep])
         upper.setData(steps[keep], mid[keep] + err[keep])
         band.show()
+
+    # ------------------------------------------------------------------ hover readout
+    def hover(self, x: float | None, y: float | None) -> None:
+        """The step under the cursor and each run's values there (the nearest logged step of each curve)."""
+        if x is None or y is None:
+            self.readout.hide()
+            return
+        lines = [f"<b>step {x:.0f}</b>"]
+        for i in range(self.n_runs):
+            values = []
+            for metric, _, word in self.series:
+                value = self._value_at((i, metric), x)
+                if value is not None:
+                    values.append(f"{word} {value:.3g}" if self.log_y else f"{word} {fmt(value)}")
+            if values:
+                name = self._run_names[i] if i < len(self._run_names) else f"run {i}"
+                lines.append(f"<span style='color:{theme.run_color(i)}'>■</span> {theme.escape(name)}: "
+                             + " · ".join(values))
+        self.readout.show(x, y, "<br>".join(lines))
+
+    def _value_at(self, key: tuple[int, str], step: float) -> float | None:
+        """The curve's value at the logged step nearest ``step`` (as drawn: decimated histories keep their
+        peaks), or None when it has no points or is hidden."""
+        item = self.curves.get(key)
+        if item is None or not item.isVisible():
+            return None
+        xs, ys = item.getData()
+        if xs is None or not len(xs):
+            return None
+        j = int(np.clip(np.searchsorted(xs, step), 1, len(xs) - 1)) if len(xs) > 1 else 0
+        if len(xs) > 1 and abs(xs[j - 1] - step) <= abs(xs[j] - step):
+            j -= 1
+        return float(10.0 ** ys[j]) if self.log_y else float(ys[j])
 
     # ------------------------------------------------------------------ the user's zoom
     def _latest_step(self) -> float | None:

@@ -15,7 +15,7 @@ from explorer.core.snapshot import RunView, Snapshot
 from .. import theme
 from ..theme import Style, fmt
 from .base import (MAX_MODE_LABELS, SIGMA_LEVELS, Contourer, err_digits, new_plot, Panel, PointsItem,
-                   ResettableViewBox, same_array, sanitise_log_density, wrap_lines)
+                   Readout, ResettableViewBox, same_array, sanitise_log_density, wrap_lines)
 
 
 Box = tuple[float, float, float, float]  # (z1_min, z1_max, z2_min, z2_max)
@@ -41,6 +41,21 @@ def follow(shown: Box | None, wanted: Box) -> Box:
             return shown
     d1, d2 = FOLLOW_MARGIN * (wanted[1] - wanted[0]), FOLLOW_MARGIN * (wanted[3] - wanted[2])
     return wanted[0] - d1, wanted[1] + d1, wanted[2] - d2, wanted[3] + d2
+
+
+def grid_value(grid: np.ndarray | None, box: tuple[float, ...], x: float, y: float) -> float:
+    """The value of a cell-centred [n₁, n₂] ``grid`` over ``box`` in the cell holding (x, y); NaN outside
+    the grid (there the density is too small to have been computed)."""
+    if grid is None:
+        return math.nan
+    a = np.asarray(grid)
+    if a.ndim != 2 or not a.size:
+        return math.nan
+    i = math.floor((x - box[0]) / (box[1] - box[0]) * a.shape[0])
+    j = math.floor((y - box[2]) / (box[3] - box[2]) * a.shape[1])
+    if not (0 <= i < a.shape[0] and 0 <= j < a.shape[1]):
+        return math.nan
+    return float(a[i, j])
 
 
 def _sign(v: float) -> float:
@@ -154,6 +169,8 @@ class PosteriorPanel(Panel):
         self.pin_text.setZValue(15)
         self.pin_text.hide()
         plot.addItem(self.pin_text)
+        self.readout = Readout(plot, style)
+        self._grid_boxes: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (p's, q's) for the readout
         self.restyle_text(style)
         self._place_overlays()
 
@@ -273,6 +290,7 @@ class PosteriorPanel(Panel):
     def update(self, snapshot: Snapshot) -> None:
         run = snapshot.runs[self.run_index]
         self._run = run
+        self._grid_boxes = (self._grid_box(snapshot, run.post_box), self._grid_box(snapshot, run.q_box))
         self._set_title(run)
         self._wanted = run.view_box
         self._follow(canonical=snapshot.paused)
@@ -505,6 +523,36 @@ class PosteriorPanel(Panel):
         hw, hh = 0.5 * (rect[1] - rect[0]), 0.5 * (rect[3] - rect[2])
         t = min(hw / abs(dx) if dx else math.inf, hh / abs(dy) if dy else math.inf, 1.0)
         return cx + t * dx, cy + t * dy
+
+    # ------------------------------------------------------------------ hover readout
+    PARTICLE_HOVER_PX = 8.0  # a particle this close to the cursor is the one read out
+
+    def hover(self, x: float | None, y: float | None) -> None:
+        """Over the panel: z, log p(z|x), log q(z|x) and log w = log p(x, z) − log q(z|x) from the shown
+        grids (nearest cell); over a particle, its w̃ and log w."""
+        run, boxes = self._run, self._grid_boxes
+        if x is None or y is None or run is None or boxes is None:
+            self.readout.hide()
+            return
+        px, py = self._pixel_size()
+        particles = np.asarray(run.particles, dtype=np.float64).reshape(-1, 2)
+        picked = None
+        if len(particles):
+            d2 = ((particles[:, 0] - x) / px) ** 2 + ((particles[:, 1] - y) / py) ** 2
+            k = int(np.argmin(d2))
+            if d2[k] <= self.PARTICLE_HOVER_PX**2:
+                picked, (x, y) = k, particles[k]
+        log_p = grid_value(run.log_post, boxes[0], x, y)
+        log_q = grid_value(run.log_q, boxes[1], x, y)
+        log_px = run.metrics.get("log_px")
+        log_w = log_p + log_px - log_q if log_px is not None else math.nan
+        lines = [f"z = ({fmt(x)}, {fmt(y)})"]
+        if picked is not None:
+            w = np.asarray(run.weights, dtype=np.float64).reshape(-1)
+            lines.insert(0, f"<b>particle {picked + 1} of {len(particles)}</b>")
+            lines.append(f"w̃ = {w[picked]:.3g}" if picked < len(w) else "w̃ = –")
+        lines += [f"log p(z|x) = {fmt(log_p)}", f"log q(z|x) = {fmt(log_q)}", f"log w = {fmt(log_w)}"]
+        self.readout.show(x, y, "<br>".join(lines))
 
     def _pixel_size(self) -> tuple[float, float]:
         """View units per screen pixel, from the view's range and size (the ViewBox's own transform can lag
