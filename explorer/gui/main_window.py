@@ -331,11 +331,24 @@ class MainWindow(QMainWindow):
         self._last_snapshot = snapshot
         self.figure.update_snapshot(snapshot)
         self.messages.show_snapshot(snapshot)
+        if self.controller.state != "running":
+            self._set_start_text()
         self.snapshot_shown.emit(snapshot.step)
+
+    def _set_start_text(self) -> None:
+        """Paused part-way (the scene's steps reached, or the user paused): the Start button says Continue."""
+        button = self.controls.start_pause
+        step = self._last_snapshot.step if self._last_snapshot is not None else 0
+        if self.controller.state == "running":
+            return
+        text = "Continue" if step > 0 else "Start"
+        if button.text() != text:
+            button.setText(text)
 
     @Slot(str)
     def _on_state(self, state: str) -> None:
         self.controls.set_state(state)
+        self._set_start_text()
         if state == "running" and self.messages.message_text().startswith(("Paused:", "Story:")):
             self.messages.show_message("")
         self.state_changed.emit(state)
