@@ -76,6 +76,7 @@ class Figure(pg.GraphicsLayoutWidget):
         self._below: pg.GraphicsLayout | None = None
         self._curve_rows: list[pg.GraphicsLayout] = []
         self._plan: layout.Plan | None = None
+        self._fold = True  # curve rows may fold into tabs (a window); exports made headless show them all
         self._curve_tab = 0
         self._colorbar_width = 60.0
         self._item_cache = True
@@ -120,6 +121,14 @@ class Figure(pg.GraphicsLayoutWidget):
         if on == self._style.presentation:
             return
         self._apply_style(Style.talk() if on else Style.normal())
+
+    def set_fold(self, fold: bool) -> None:
+        """Whether the curve rows may fold into tabs when space is short (the window), or always all show
+        (a picture made headless: ``shot``, ``render_snapshot``)."""
+        if fold != self._fold:
+            self._fold = fold
+            self._plan = None
+            self._place()
 
     def panel_names(self) -> list[str]:
         """Names accepted by the ``panel=`` argument of the exports, in layout order."""
@@ -229,6 +238,7 @@ class Figure(pg.GraphicsLayoutWidget):
         self.colorbar.axis.setTicks([[(float(v), theme.log_label(10.0**v)) for v in range(int(lo), int(hi) + 1)]])
         self._top = ci.addLayout(row=1, col=0)
         _tight(self._top)
+        ci.layout.setAlignment(self._top, Qt.AlignmentFlag.AlignHCenter)  # when height limits the views
 
         legend_row = ci.addLayout(row=2, col=0)
         _tight(legend_row)
@@ -273,15 +283,18 @@ class Figure(pg.GraphicsLayoutWidget):
         self._place()
 
     # ------------------------------------------------------------------ placing (layout.plan)
-    def _layout_metrics(self) -> layout.Metrics:
-        """The chrome's pixel sizes at the current style, from its fonts (see layout.Metrics)."""
+    def _layout_metrics(self, width: float) -> layout.Metrics:
+        """The chrome's pixel sizes at the current style and figure ``width``, from its fonts (see
+        layout.Metrics; the key of the marks takes more lines on a narrow figure)."""
         st = self._style
         line = lambda pt: QFontMetricsF(st.font(pt)).height()  # noqa: E731
         base = theme.BASE_FONT_PT
         axis_h = line(base - 1) + line(base) + 10  # tick labels, the axis label
         axis_w = QFontMetricsF(st.font(base - 1)).horizontalAdvance("\u22122") + line(base) + 6
+        beside, under = self._key_lines(width)
+        caption_h = max(line(base + 5), beside * line(base)) + under * line(base) + 6
         return layout.Metrics(
-            caption_h=line(base + 5) + line(base) + 6, legend_h=line(base + 1) + 26,
+            caption_h=caption_h, legend_h=line(base + 1) + 26,
             title_h=line(base + 1) + 2 * line(base) + 6, axis_h=axis_h, axis_w=axis_w,
             colorbar_w=self._colorbar_width + 28 + 16 * st.line_scale,
             curve_min_h=line(base + 1) + 2 * line(base - 1) + axis_h + 80 * st.font_scale**0.5,
@@ -295,8 +308,8 @@ class Figure(pg.GraphicsLayoutWidget):
         width, height = self.width(), self.height()
         if width < 200 or height < 200:
             width, height = self.DEFAULT_SIZE
-        metrics = self._layout_metrics()
-        plan = layout.plan(width, height, len(self.posteriors), metrics)
+        metrics = self._layout_metrics(width)
+        plan = layout.plan(width, height, len(self.posteriors), metrics, fold=self._fold)
         if plan == self._plan:
             return
         self._plan = plan
@@ -352,12 +365,13 @@ class Figure(pg.GraphicsLayoutWidget):
         """The two tabs of folded curves, the shown one in bold; hidden while both rows show."""
         for i, (tab, names) in enumerate(zip(self.curve_tabs, self._plan.curve_groups)):
             tab.setVisible(self.curves_folded)
-            words = " · ".join(CURVE_TAB_WORDS.get(n, n) for n in names)
+            words = "/".join(CURVE_TAB_WORDS.get(n, n) for n in names)  # short: the run legend shares the row
             size = self._style.pt_str(theme.BASE_FONT_PT)
+            gap = "&nbsp;" * 3 if i else ""  # the two tabs apart, at any font size
             if i == self._curve_tab:
-                html = f"<span style='font-size:{size}; font-weight:bold'>▾ {words}</span>"
+                html = f"{gap}<span style='font-size:{size}; font-weight:bold'>▾ {words}</span>"
             else:
-                html = f"<span style='font-size:{size}; color:{theme.MUTED}'><u>▸ {words}</u></span>"
+                html = f"{gap}<span style='font-size:{size}; color:{theme.MUTED}'><u>▸ {words}</u></span>"
             theme.set_label(tab, html)
 
     # ------------------------------------------------------------------ per frame
@@ -376,22 +390,32 @@ class Figure(pg.GraphicsLayoutWidget):
         """The key of the posterior marks, right of the caption: on two lines when one does not fit."""
         if self.key is None or self.caption is None:
             return
-        one, two = self._key_html(self._style, wrap=False), self._key_html(self._style, wrap=True)
-        if self._key_width is None or self._key_width[0] != one:
-            self._key_width = (one, _html_width(one), _html_width(two))
+        keys = [self._key_html(self._style, lines) for lines in (1, 2, 3)]
+        beside, under = self._key_lines(self.width())
         caption = self._caption_html
-        free = self.width() - _html_width(caption) - 40
-        if self._key_width[1] <= free:  # key on one line beside the caption
-            html, caption_html = one, caption
-        elif self._key_width[2] <= free:  # on two lines beside it
-            html, caption_html = two, caption
-        else:  # under the caption, left-aligned
-            html, caption_html = "", f"{caption}<br>{one}"
+        if beside:
+            html, caption_html = keys[beside - 1], caption
+        else:
+            html, caption_html = "", f"{caption}<br>{keys[under - 1]}"
         if (html, caption_html) != self._key_text:
             self._key_text = (html, caption_html)
             theme.set_label(self.key, html)
             self.key.setVisible(bool(html))
             theme.set_label(self.caption, caption_html)
+            self._place()  # the caption's height may have changed the plan
+
+    def _key_lines(self, width: float) -> tuple[int, int]:
+        """How the key goes at a figure ``width``: (lines beside the caption, 0) when 1 or 2 lines fit
+        there, else (0, lines under the caption: as few as fit)."""
+        keys = [self._key_html(self._style, lines) for lines in (1, 2, 3)]
+        if self._key_width is None or self._key_width[0] != keys[0]:
+            self._key_width = (keys[0], *(_html_width(k) for k in keys))
+        widths = self._key_width[1:]
+        free = width - _html_width(self._caption_html) - 40
+        for lines in (1, 2):
+            if widths[lines - 1] <= free:
+                return lines, 0
+        return 0, next((n for n, w in zip((1, 2, 3), widths) if w <= width - 30), 3)
 
     def _update_legend(self, s: Snapshot) -> None:
         names = [r.name for r in s.runs]
@@ -434,17 +458,17 @@ class Figure(pg.GraphicsLayoutWidget):
                 self.colorbar.getAxis(name).setPen(style.pen(theme.FOREGROUND, theme.W_AXIS))
 
     @staticmethod
-    def _key_html(style: Style, wrap: bool = False) -> str:
-        """What the marks in the posterior panels mean."""
+    def _key_html(style: Style, lines: int = 1) -> str:
+        """What the marks in the posterior panels mean, on 1, 2 or 3 lines."""
         size = style.pt_str(theme.BASE_FONT_PT)
         navy, q, muted = theme.POSTERIOR_LINE, theme.Q_COLOR, theme.MUTED
-        gap = "<br>" if wrap else "&nbsp;&nbsp; "
+        gap = "&nbsp;&nbsp; "
         return (f"<span style='font-size:{size}'>"
                 f"<span style='color:{navy}'>━ true posterior p(z|x)</span>&nbsp;&nbsp; "
-                f"<span style='color:{q}'>━ q(z|x) &nbsp;● its samples</span>{gap}"
-                f"◯ particles: size, shade ∝ w̃&nbsp;&nbsp; "
-                f"<span style='color:{muted}'>(contours 1σ, 2σ, 3σ; "
-                f"mode labels: p's mass of the mode · q's mass there)</span></span>")
+                f"<span style='color:{q}'>━ q(z|x) &nbsp;● its samples</span>{'<br>' if lines >= 2 else gap}"
+                f"◯ particles: size, shade ∝ w̃{'<br>' if lines >= 3 else gap}"
+                f"<span style='color:{muted}'>contours 1σ 2σ 3σ · mode labels: its mass under p · q</span>"
+                f"</span>")
 
     def _apply_style(self, style: Style) -> None:
         self._style = style

@@ -250,6 +250,7 @@ class GifRecorder(QObject):
         self._last_step: int | None = None
         self.done = False
         self.figure = Figure(presentation=presentation)
+        self.figure.set_fold(False)  # a recording shows every panel: a GIF has no tab to click
         if isinstance(parent, QWidget):
             # owned by the window on the C++ side, so it never outlives Qt as an orphan of Python's
             # (pitfalls.md: that can abort the interpreter at exit); a window of its own, not a child

@@ -29,7 +29,7 @@ PANEL_NAMES = ("posterior", "data", "snr", "bounds", "kl", "ess", "weights")
 #: export styles: (talk fonts and lines, the figure's width on its offscreen screen, the default PNG
 #: width). ``paper`` is compact: the same fonts on a narrower figure, so less white space and text larger
 #: relative to the figure, written at 2× for print
-EXPORT_STYLES = {"screen": (False, 1600, 1600), "talk": (True, 1600, 1920), "paper": (False, 1200, 2400)}
+EXPORT_STYLES = {"screen": (False, 1600, 1600), "talk": (True, 1920, 1920), "paper": (False, 1200, 2400)}
 #: aspect ratios (width : height) of an exported figure
 ASPECTS = {"16:10": (16, 10), "16:9": (16, 9), "4:3": (4, 3)}
 #: an arrangement further down the order of preference (folded curves, wrapped posteriors) is taken only
@@ -96,14 +96,15 @@ def _side(width: float, height: float, n_runs: int, per_row: int, curve_rows: in
     return min(side_w, per_row_h - m.title_h - m.axis_h)
 
 
-def plan(width: float, height: float, n_runs: int, m: Metrics = Metrics()) -> Plan:
+def plan(width: float, height: float, n_runs: int, m: Metrics = Metrics(), fold: bool = True) -> Plan:
     """The layout for a figure of ``width`` × ``height`` px with ``n_runs`` posteriors (see the module
     docstring for the rules): of the arrangements (one or two rows of posteriors, two rows of curves or
     folded ones), the first in that order of preference whose posteriors are within ``TOLERANCE`` of the
-    largest any arrangement allows, sizes above ``good_side`` counting as good as ``good_side``."""
+    largest any arrangement allows, sizes above ``good_side`` counting as good as ``good_side``. ``fold``:
+    False for a picture (an export shows every panel; there is no tab to click)."""
     n_runs = max(1, int(n_runs))
     per_rows = [n_runs] if n_runs <= 3 else [n_runs, math.ceil(n_runs / 2)]
-    options = [(per_row, curve_rows) for per_row in per_rows for curve_rows in (2, 1)]
+    options = [(per_row, curve_rows) for per_row in per_rows for curve_rows in ((2, 1) if fold else (2,))]
     sides = {o: _side(width, height, n_runs, o[0], o[1], m) for o in options}
     best = max(min(side, m.good_side) for side in sides.values())
     per_row, curve_rows = next(o for o in options if min(sides[o], m.good_side) >= TOLERANCE * best)

@@ -113,6 +113,7 @@ def render_shot(config: Config, steps: int, out: str | os.PathLike, width: int |
     figure = Figure(presentation=EXPORT_STYLES[style][0])
     progress = Progress(steps if suffix != ".gif" else frames, "steps" if suffix != ".gif" else "frames")
     try:
+        figure.set_fold(False)  # a picture shows every panel
         figure.resize(*size)
         if panel is not None:  # a bad panel name fails before the training, naming the panels
             figure.update_snapshot(session.snapshot())
@@ -130,8 +131,8 @@ def render_shot(config: Config, steps: int, out: str | os.PathLike, width: int |
             session.step(steps, progress=lambda done, _n: progress(done))
             _show(app, figure, session.snapshot())
             if suffix == ".png":
-                if width is None and panel is None:
-                    width = EXPORT_STYLES[style][2]
+                if width is None:  # the style's width; one panel alone at 60 % of it
+                    width = EXPORT_STYLES[style][2] if panel is None else round(0.6 * EXPORT_STYLES[style][2])
                 figure.export_png(out, width=width, panel=panel)
             else:
                 figure.export_svg(out, panel=panel)
@@ -166,6 +167,7 @@ def render_snapshot(snapshot: Snapshot, out: str | os.PathLike | None = None, *,
 
     figure = Figure(presentation=style == "talk")
     try:
+        figure.set_fold(False)  # a picture shows every panel
         figure.resize(*size)
         _show(app, figure, snapshot)
         if panel is not None and not figure.has_panel(panel):

@@ -73,7 +73,9 @@ def test_window_at_projector_sizes(three_runs, size):
 def test_presentation_mode_at_projector_sizes(three_runs, size):
     three_runs.set_presentation(True)
     settle(three_runs, *size)
-    check_layout(three_runs, min_side=200 if size[1] < 1000 else 300, min_curve_h=70)
+    # 720 px high: the key of the marks wraps under the caption (it ran off the right edge), ~180 px views
+    min_side = 175 if size[1] <= 720 else 200 if size[1] < 1000 else 300
+    check_layout(three_runs, min_side=min_side, min_curve_h=70)
 
 
 def test_five_runs_at_1920x1080(open_window):

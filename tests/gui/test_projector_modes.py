@@ -82,6 +82,8 @@ def test_labels_are_next_to_their_mode_and_off_the_other_modes(figure):
             c = CENTRES[i]
             gap = math.hypot(max(r[0] - c[0], 0, c[0] - r[1]), max(r[2] - c[1], 0, c[1] - r[3]))
             assert gap < 0.2 * span, f"{panel.name}: label {i} {gap:.2f} from its mode"
+            mid = np.array([0.5 * (r[0] + r[1]), 0.5 * (r[2] + r[3])])  # reads as its own mode's label
+            assert np.argmin(np.hypot(*(CENTRES - mid).T)) == i, f"{panel.name}: label {i} is nearer another mode"
             # off every other mode's mass: no point of the label nearer another centre lies inside the
             # 3σ contour (log p above its peak − 4.5)
             s1, s2 = np.meshgrid(np.linspace(r[0], r[1], 25), np.linspace(r[2], r[3], 9), indexing="ij")

@@ -117,3 +117,28 @@ def test_reset_views_undoes_every_zoom(figure):
         (x0, x1), (y0, y1) = panel.plot.getViewBox().viewRange()
         (a0, a1), (b0, b1) = wanted[panel.name]
         assert (x0, x1, y0, y1) == pytest.approx((a0, a1, b0, b1), rel=1e-6, abs=1e-6), panel.name
+
+
+def test_a_folded_curve_panel_has_its_range_when_it_shows(qtbot):
+    """Curves fed while folded away (hidden) get their y range all the same: unfolded, every run's latest
+    value is inside it (it read 0…1 for values up to 38)."""
+    fig = Figure()
+    qtbot.addWidget(fig)
+    fig.resize(1100, 650)
+    snap = make_snapshot(n_runs=3, n=50, samples=60, history_len=30, step=300)
+    fig.update_snapshot(snap)
+    fig.show()
+    qtbot.waitExposed(fig)
+    fig.update_snapshot(snap)
+    QApplication.processEvents()
+    assert fig.curves_folded and not fig.panel("kl").plot.isVisible()
+    fig.resize(1900, 1200)
+    QApplication.processEvents()
+    fig.update_snapshot(snap)
+    QApplication.processEvents()
+    assert not fig.curves_folded
+    _, (y0, y1) = fig.panel("kl").plot.getViewBox().viewRange()
+    for run in snap.runs:
+        for metric in ("kl_qp", "kl_pq"):
+            assert y0 <= run.metrics[metric] <= y1, (run.name, metric, run.metrics[metric], (y0, y1))
+    fig.close()

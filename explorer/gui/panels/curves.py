@@ -140,12 +140,18 @@ class CurvesPanel(Panel):
         vb_width = self.plot.getViewBox().width()
         width = vb_width + 40 if vb_width > 50 else 400.0
         keys = self.keys_text
-        if QFontMetricsF(font).horizontalAdvance(keys) > width - 16:  # two lines at most: plot height is scarce
+        metrics = QFontMetricsF(font)
+        points = style.pt(theme.BASE_FONT_PT - 1)
+        if metrics.horizontalAdvance(keys) > width - 16:  # two lines at most: plot height is scarce
             words = keys.split(" · ")
             half = (len(words) + 1) // 2
-            keys = " · ".join(words[:half]) + "<br>" + " · ".join(words[half:])
+            first, second = " · ".join(words[:half]), " · ".join(words[half:])
+            keys = first + "<br>" + second
+            widest = max(metrics.horizontalAdvance(first), metrics.horizontalAdvance(second))
+            if widest > width - 16:  # still too wide (talk fonts, a narrow panel): a smaller font
+                points = max(points * (width - 16) / widest, 0.65 * points)
         return (f"{self.title_text}<br><span style='color:{theme.MUTED}; "
-                f"font-size:{style.pt_str(theme.BASE_FONT_PT - 1)}'>{keys}</span>")
+                f"font-size:{points:.1f}pt'>{keys}</span>")
 
     def _on_resized(self, *_) -> None:
         title = self._title_html(self.style)
@@ -330,14 +336,14 @@ class CurvesPanel(Panel):
         self._y_dirty = False
         # the bounds panel frames L_K and log p(x): an IWAE's ELBO (MC or exact) can sit 1000 nats below
         # them and would flatten both; it runs off the bottom instead
-        visible = [v for key, v in self._y_values.items() if len(v) and self._item(key).isVisible()
+        visible = [v for key, v in self._y_values.items() if len(v) and self._shown(key)
                    and (self.kind != "bounds" or key[1] not in ("elbo", "elbo_exact"))]
         if not visible:
             return
         values = np.concatenate(visible)
         lo, hi = np.quantile(values, [0.02, 0.98])
         must = [v[-1] for v in visible]  # the latest values always show
-        refs = [v for key, v in self._y_values.items() if key[1] == "log_px" and len(v) and self._item(key).isVisible()]
+        refs = [v for key, v in self._y_values.items() if key[1] == "log_px" and len(v) and self._shown(key)]
         if refs:
             ref = np.concatenate(refs)
             must += [ref.min(), ref.max()]
@@ -366,6 +372,10 @@ class CurvesPanel(Panel):
         if target != self._y_range:
             self._y_range = target
             self.plot.setYRange(*target, padding=0.0)
+
+    def _shown(self, key: tuple[int, str]) -> bool:
+        """Whether the curve is drawn when its panel shows (a folded, hidden panel still gets its ranges)."""
+        return self._item(key).isVisibleTo(self.plot)
 
     def _item(self, key: tuple[int, str]) -> pg.PlotCurveItem:
         if key[0] == -1:

@@ -447,7 +447,8 @@ class PosteriorPanel(Panel):
         rings around it (16 directions, growing distance up to 18 % of the view), inside the view and clear of the other labels,
         that covers no other mode's mass (cells nearer another mode's centre where log p is above its
         peak − 4.5, the 3σ contour) and not the mode's own core (log p within 2 of its value at the
-        centre); failing that, the spot covering the least (and False)."""
+        centre), with its centre nearer this mode than any other; failing that, the spot covering the
+        least (and False)."""
         x0, x1, y0, y1 = self.view_rect()
         span = max(x1 - x0, y1 - y0)
         others = [c for c in centers if c != center]
@@ -467,9 +468,13 @@ class PosteriorPanel(Panel):
                 if any(rect[0] < t[1] and t[0] < rect[1] and rect[2] < t[3] and t[2] < rect[3] for t in taken):
                     continue
                 own, other = self._max_log_density_in(rect, center, others)
-                if other < MODE_MASS_LOG and own < core:
+                # and nearer its own mode than any other, so that it reads as that mode's label
+                d_own = math.hypot(x - center[0], y - center[1])
+                nearer = all(d_own < math.hypot(x - c[0], y - c[1]) for c in others)
+                if other < MODE_MASS_LOG and own < core and nearer:
                     return x, y, True
-                score = max(other - MODE_MASS_LOG, 0.0) + max(own - core, 0.0) + 0.02 * ring
+                score = (max(other - MODE_MASS_LOG, 0.0) + max(own - core, 0.0) + 0.02 * ring
+                         + (0.0 if nearer else 1.0))
                 if best is None or score < best[0]:
                     best = (score, x, y)
         if best is None:  # the view is too small for the label anywhere: at the bottom edge, under the mode
