@@ -257,7 +257,10 @@ class GifRecorder(QObject):
             self.figure.setParent(parent, Qt.WindowType.Window)
         # laid out like a shown widget (pitfalls.md: exports need one), but never on a screen
         self.figure.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
-        self.figure.resize(max(200, int(size[0])), max(200, int(size[1])))
+        w, h = max(200, int(size[0])), max(200, int(size[1]))
+        if self.width < w:  # laid out at the frame's width: text drawn 1:1, legible on a slide
+            w, h = self.width, max(200, round(self.width * h / w))
+        self.figure.resize(w, h)
         self.figure.show()
 
     def offer(self, snapshot: Snapshot) -> bool:
