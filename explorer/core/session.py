@@ -28,6 +28,7 @@ from torch import Tensor
 
 from . import edits
 from .budget import check_session
+from .cadence import probe_period
 from .config import Config, ConfigError, RunConfig, TrainConfig, config_from_dict, config_to_dict
 from .diagnostics import gradient_snr, snr_floor
 from .history import ROW_COLUMNS, MetricHistory
@@ -153,7 +154,8 @@ class Session:
         self._views_cache: tuple[tuple[int, int], tuple[RunView, ...]] | None = None
         self._version = 0  # bumped by anything that changes the view without a step
         self._seeder = Seeder(config.seed, self.device)
-        if config.view.snr_every:
+        self.probe_every = probe_period(config)  # steps between SNR probes (core/cadence.py; 0: none)
+        if self.probe_every:
             self._probe_snr(self._batch())
         self._record_metrics()
 
@@ -207,6 +209,7 @@ class Session:
             for group in run.optimizer.param_groups:
                 group["lr"] = run.train.lr
         self.config = config
+        self.probe_every = probe_period(config)  # K or M changed: so does the probe's cost
         self._version += 1
 
     def apply(self, name: str, **kwargs: Any) -> bool:
@@ -272,7 +275,7 @@ class Session:
                         raise RunFailure(run.cfg.name, self.step_count, e) from e
             self.step_count += 1
             self._train_seconds += time.perf_counter() - t0
-            every = self.config.view.snr_every
+            every = self.probe_every
             if every and self.step_count % every == 0:
                 self._probe_snr(batch)
             if self.step_count % self.config.view.log_every == 0:
@@ -355,7 +358,7 @@ class Session:
             z1=z1.astype(np.float32), z2=z2.astype(np.float32),
             data=self.data.cpu().numpy().astype(np.float32), observation=self.observation, runs=runs,
             history=history, snr_replicates=self.config.view.snr_replicates,
-            snr_floor=snr_floor(self.config.view.snr_replicates), warnings=tuple(warnings),
+            snr_floor=snr_floor(self.config.view.snr_replicates), snr_every=self.probe_every, warnings=tuple(warnings),
         )
         self._view_cache = (key[0], key[1], snap)
         return snap
