@@ -190,6 +190,8 @@ class MainWindow(QMainWindow):
             ActionSpec("start_pause", "Start / Pause", c.toggle, "Space"),
             ActionSpec("step", "Step", c.step, "S", "One training step"),
             ActionSpec("reset", "Reset", self.reset, "R", "Back to step 0 with the same seed"),
+            ActionSpec("fast_forward", "Train N Steps Without Drawing…", self.ask_fast_forward, "Ctrl+T",
+                       "Train a long scene fast: no frames until the steps are done (Pause stops it)"),
             ActionSpec("reseed", "Reseed", self.reseed, None, "Back to step 0 with a new seed"),
             ActionSpec("presentation", "Presentation Mode", self.set_presentation, "P",
                        "Large fonts and lines; controls, menus and status bar hidden", checkable=True),
@@ -292,6 +294,14 @@ class MainWindow(QMainWindow):
             self.edit("problem.observation", index)
 
     @Slot()
+    def ask_fast_forward(self) -> None:
+        """Ask how many steps, then train them without drawing (controller.fast_forward)."""
+        from PySide6.QtWidgets import QInputDialog
+
+        n, ok = QInputDialog.getInt(self, "Train without drawing", "Steps:", 1000, 1, 10_000_000, 100)
+        if ok:
+            self.controller.fast_forward(n)
+
     def reset(self) -> None:
         self.controller.reset()
         self.figure.reset_views()

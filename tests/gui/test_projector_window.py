@@ -3,7 +3,7 @@ dock, View ▸ Reset Views and R reset the panels' views, and the scene's `steps
 there and says so, and the Start button reads "Continue"."""
 from __future__ import annotations
 
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMenu
 
 from window_helpers import tiny, wait_snapshot
 
@@ -50,3 +50,22 @@ def test_the_scenes_steps_stop_training_and_continue_goes_on(open_window, qtbot)
     window.reset()
     wait_snapshot(qtbot, window, lambda s: s.step == 0, fresh=True)
     assert window.controls.start_pause.text() == "Start"
+
+
+def test_train_n_steps_without_drawing(open_window, qtbot):
+    window = open_window(config_from_dict(tiny()))
+    action = window.action_map["fast_forward"]
+    menus = {m.title(): m for m in window.menuBar().findChildren(QMenu)}
+    assert action in menus["&Training"].actions()
+    drawn = []
+    window.snapshot_shown.connect(drawn.append)
+    notices = []
+    window.controller.notice.connect(notices.append)
+    with qtbot.waitSignal(window.controller.state_changed, timeout=30_000,
+                          check_params_cb=lambda state: state == "paused"):
+        window.controller.fast_forward(40)
+    snap = wait_snapshot(qtbot, window, lambda s: s.step == 40)
+    assert snap.step == 40
+    assert all(step in (0, 40) for step in drawn), drawn  # no frame on the way
+    assert notices[0].startswith("Training 40 steps") and notices[-1] == "Fast-forward done: step 40"
+    assert window.controls.start_pause.text() == "Continue"
