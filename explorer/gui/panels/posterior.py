@@ -134,7 +134,7 @@ class PosteriorPanel(Panel):
         self.mode_labels = []
         for _ in range(MAX_MODE_LABELS):
             label = pg.TextItem(anchor=(0.5, 0.5), color=theme.FOREGROUND, fill=pg.mkBrush(255, 255, 255, 190))
-            label.setZValue(3.5)  # above q's samples, below the particles
+            label.setZValue(4.5)  # above the particles: a big particle hid its numbers (labels sit off the mass)
             label.setToolTip(MODE_LABEL_TIP)
             label.hide()
             plot.addItem(label)
