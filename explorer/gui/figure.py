@@ -32,10 +32,11 @@ from PySide6.QtWidgets import QApplication, QGraphicsItem, QSizePolicy
 from explorer.core.snapshot import Snapshot
 
 from . import export, layout, theme
-from .panels import CurvesPanel, DataPanel, PosteriorPanel, WeightsPanel
+from .panels import CurvesPanel, DataPanel, GradientsPanel, PosteriorPanel, WeightsPanel
 from .theme import Style
 
 CURVE_KINDS = ("snr", "bounds", "kl", "ess")
+GRADIENTS_SHARE = 0.22  # of the figure's height, for the gradient histograms' row when it shows
 CURVE_TAB_WORDS = {"data": "data", "snr": "SNR", "bounds": "bounds", "weights": "weights", "kl": "KL", "ess": "ESS"}
 # Items that change rarely are drawn from a pixmap of their last rendering (Qt's device-coordinate cache):
 # the axes with their grid lines (redrawn only when a range changes), the image of p(z|x) and its contours
@@ -66,6 +67,8 @@ class Figure(pg.GraphicsLayoutWidget):
         self.data_panel: DataPanel | None = None
         self.curves: dict[str, CurvesPanel] = {}
         self.weights: WeightsPanel | None = None
+        self.gradients: GradientsPanel | None = None  # with view.gradients: a row of histograms at the bottom
+        self._gradients_frozen = False
         self.caption: pg.LabelItem | None = None
         self.key: pg.LabelItem | None = None
         self.legend: pg.LegendItem | None = None
@@ -102,9 +105,12 @@ class Figure(pg.GraphicsLayoutWidget):
         """Show ``snapshot``: rebuild the layout if its shape changed, else only feed new data."""
         data = np.asarray(snapshot.data)
         x_dim = int(data.shape[1]) if data.ndim == 2 else 1
-        key = (len(snapshot.runs), snapshot.problem, x_dim, tuple(float(b) for b in snapshot.box))
+        key = (len(snapshot.runs), snapshot.problem, x_dim, tuple(float(b) for b in snapshot.box),
+               snapshot.show_gradients)
         if key != self._key:
             self._build(len(snapshot.runs), x_dim, snapshot.box)
+            if snapshot.show_gradients:
+                self._add_gradients(len(snapshot.runs))
             self._key = key
             self._set_item_cache(self._item_cache)
         self._snapshot = snapshot
@@ -157,7 +163,15 @@ class Figure(pg.GraphicsLayoutWidget):
         out += [self.curves[k] for k in CURVE_KINDS if k in self.curves]
         if self.weights is not None:
             out.append(self.weights)
+        if self.gradients is not None:
+            out.append(self.gradients)
         return out
+
+    def set_gradients_frozen(self, frozen: bool) -> None:
+        """Freeze the gradient histograms' axes (animations), now and after a rebuild."""
+        self._gradients_frozen = bool(frozen)
+        if self.gradients is not None:
+            self.gradients.set_frozen(frozen)
 
     def reset_views(self) -> None:
         """Undo user zooms (View ▸ Reset Views, R): posteriors follow the mass again, curves and the rest
@@ -200,7 +214,7 @@ class Figure(pg.GraphicsLayoutWidget):
         if self.data_panel is not None:
             self.data_panel.observation_clicked.disconnect(self.observation_clicked)
         self.ci.clear()
-        self.posteriors, self.data_panel, self.curves, self.weights = [], None, {}, None
+        self.posteriors, self.data_panel, self.curves, self.weights, self.gradients = [], None, {}, None, None
         self._hovered = None
         self.caption = self.key = self.legend = self.colorbar = None
         self._top = self._below = None
@@ -276,8 +290,9 @@ class Figure(pg.GraphicsLayoutWidget):
         for row, stretch in enumerate((0, 0, 0, 1)):
             layout.setRowStretchFactor(row, stretch)
         for panel in self.panels():
-            if not hasattr(panel, "reset_view"):  # a panel on pyqtgraph's auto-range: a double-click resets it
-                panel.plot.getViewBox().sigDoubleClicked.connect(lambda p=panel: reset_view(p))
+            vb = view_box(panel)
+            if vb is not None and not hasattr(panel, "reset_view"):  # on pyqtgraph's auto-range: a
+                vb.sigDoubleClicked.connect(lambda p=panel: reset_view(p))  # double-click resets it
         self._plan = None
         self._style_chrome(style)
         self._place()
@@ -309,6 +324,8 @@ class Figure(pg.GraphicsLayoutWidget):
         if width < 200 or height < 200:
             width, height = self.DEFAULT_SIZE
         metrics = self._layout_metrics(width)
+        if self.gradients is not None:  # their row takes a share of the height
+            height = height * (1.0 - GRADIENTS_SHARE)
         plan = layout.plan(width, height, len(self.posteriors), metrics, fold=self._fold)
         if plan == self._plan:
             return
@@ -373,6 +390,16 @@ class Figure(pg.GraphicsLayoutWidget):
             else:
                 html = f"{gap}<span style='font-size:{size}; color:{theme.MUTED}'><u>▸ {words}</u></span>"
             theme.set_label(tab, html)
+
+    def _add_gradients(self, n_runs: int) -> None:
+        """The gradient histograms (panels/gradients.py) as a row under everything else; the plan leaves
+        them GRADIENTS_SHARE of the height."""
+        self.gradients = GradientsPanel(n_runs, self._style)
+        self.gradients.set_frozen(self._gradients_frozen)
+        self.ci.addItem(self.gradients.plot, row=4, col=0)
+        self.ci.layout.setRowStretchFactor(4, 1)
+        self._plan = None
+        self._place()
 
     # ------------------------------------------------------------------ per frame
     def _update_caption(self, s: Snapshot) -> None:
@@ -594,8 +621,9 @@ class Figure(pg.GraphicsLayoutWidget):
         pos = args[0]
         under = None
         for panel in self.panels():
-            vb = panel.plot.getViewBox()
-            if hasattr(panel, "hover") and panel.plot.isVisible() and vb.sceneBoundingRect().contains(pos):
+            vb = view_box(panel)
+            if vb is not None and hasattr(panel, "hover") and panel.plot.isVisible() \
+                    and vb.sceneBoundingRect().contains(pos):
                 under = panel
                 break
         if self._hovered is not None and self._hovered is not under and self._hovered in self.panels():
@@ -622,13 +650,19 @@ class Figure(pg.GraphicsLayoutWidget):
             event.accept()
 
 
+def view_box(panel) -> pg.ViewBox | None:
+    """The panel's one ViewBox, or None (the gradient histograms are a grid of plots)."""
+    get = getattr(panel.plot, "getViewBox", None)
+    return get() if get is not None else None
+
+
 def reset_view(panel) -> None:
     """A panel back to its own ranges: its ``reset_view``, else pyqtgraph's auto-range."""
     reset = getattr(panel, "reset_view", None)
     if reset is not None:
         reset()
-    else:
-        panel.plot.getViewBox().enableAutoRange()
+    elif view_box(panel) is not None:
+        view_box(panel).enableAutoRange()
 
 
 def _html_width(html: str) -> float:

@@ -152,11 +152,11 @@ def render_frames(figure: Any, snapshots: Sequence[Snapshot], width: int, panel:
         figure.update_snapshot(snapshot)
         events()
         figure.update_snapshot(snapshot)
-        for p in figure.panels():
+        for p in _ranged(figure):
             x0, x1, y0, y1 = view_range(p)
             r = ranges.get(p.name, (x0, x1, y0, y1))
             ranges[p.name] = (min(r[0], x0), max(r[1], x1), min(r[2], y0), max(r[3], y1))
-    for p in figure.panels():
+    for p in _ranged(figure):
         if p.name in ranges:
             hold = getattr(p, "hold_range", None)
             if hold is not None:
@@ -168,12 +168,17 @@ def render_frames(figure: Any, snapshots: Sequence[Snapshot], width: int, panel:
         return [render_frame(figure, snapshot, width, panel, settle=(i == 0), events=events)
                 for i, snapshot in enumerate(snapshots)]
     finally:
-        for p in figure.panels():
+        for p in _ranged(figure):
             release = getattr(p, "release_range", None)
             if release is not None:
                 release()
             else:
                 p.plot.getViewBox().enableAutoRange()
+
+
+def _ranged(figure: Any) -> list[Any]:
+    """The panels with one view range (the gradient histograms have their own freeze: View ▸ Freeze)."""
+    return [p for p in figure.panels() if hasattr(p.plot, "getViewBox")]
 
 
 def view_range(panel: Any) -> tuple[float, float, float, float]:

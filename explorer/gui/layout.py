@@ -24,8 +24,8 @@ from dataclasses import dataclass
 BELOW_ORDER = ("data", "snr", "bounds", "weights", "kl", "ess")
 #: the panels an export can show alone (``shot --panel NAME``), in the figure's order: the single source
 #: of those names (a test checks the figure's panels against it). ``posterior`` is the first run's;
-#: ``posterior-N`` names run N's
-PANEL_NAMES = ("posterior", "data", "snr", "bounds", "kl", "ess", "weights")
+#: ``posterior-N`` names run N's; ``gradients`` shows with view.gradients
+PANEL_NAMES = ("posterior", "data", "snr", "bounds", "kl", "ess", "weights", "gradients")
 #: export styles: (talk fonts and lines, the figure's width on its offscreen screen, the default PNG
 #: width). ``paper`` is compact: the same fonts on a narrower figure, so less white space and text larger
 #: relative to the figure, written at 2× for print

@@ -3,6 +3,7 @@ legend, the panel names from one registry, GIFs whose axes hold still for the wh
 progress for a long shot."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import sys
 from pathlib import Path
@@ -55,6 +56,7 @@ def has_colour(rgb: np.ndarray, color: str, tol: int = 40, min_pixels: int = 6) 
 
 # ---------------------------------------------------------------------------- the panel registry
 def test_every_panel_of_the_figure_is_in_the_registry_and_back(figure):
+    figure.update_snapshot(dataclasses.replace(figure.snapshot, show_gradients=True))  # every optional panel
     names = {("posterior" if n.startswith("posterior-") else n) for n in figure.panel_names()}
     assert names == set(layout.PANEL_NAMES)
     for name in layout.PANEL_NAMES:
