@@ -32,6 +32,7 @@ from . import export
 
 GIF_FRAMES = 40
 GIF_WIDTH = 1280  # px, the whole figure: labels legible on a 1080p slide (at 960 they were ~7 px)
+MIN_LAYOUT_WIDTH = 1024  # a narrower GIF is drawn from a figure this wide, scaled down
 FRAME_MS = 100  # 10 frames per second
 HOLD_LAST_MS = 1500  # the last frame stays a little, so the end state can be read before the loop
 PALETTE_SAMPLES = 3  # frames (first, middle, last) the shared palette is built from
@@ -263,8 +264,9 @@ class GifRecorder(QObject):
         # laid out like a shown widget (pitfalls.md: exports need one), but never on a screen
         self.figure.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
         w, h = max(200, int(size[0])), max(200, int(size[1]))
-        if self.width < w:  # laid out at the frame's width: text drawn 1:1, legible on a slide
-            w, h = self.width, max(200, round(self.width * h / w))
+        laid_out = max(self.width, MIN_LAYOUT_WIDTH)
+        if laid_out < w:  # laid out at the frame's width: text drawn 1:1, legible on a slide
+            w, h = laid_out, max(200, round(laid_out * h / w))
         self.figure.resize(w, h)
         self.figure.show()
 

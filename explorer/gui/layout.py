@@ -107,7 +107,8 @@ def plan(width: float, height: float, n_runs: int, m: Metrics = Metrics(), fold:
     options = [(per_row, curve_rows) for per_row in per_rows for curve_rows in ((2, 1) if fold else (2,))]
     sides = {o: _side(width, height, n_runs, o[0], o[1], m) for o in options}
     best = max(min(side, m.good_side) for side in sides.values())
-    per_row, curve_rows = next(o for o in options if min(sides[o], m.good_side) >= TOLERANCE * best)
+    good_enough = best - (1.0 - TOLERANCE) * abs(best)  # (a figure too small for any: the least bad)
+    per_row, curve_rows = next(o for o in options if min(sides[o], m.good_side) >= good_enough)
     side = max(sides[(per_row, curve_rows)], 1.0)
     rows = math.ceil(n_runs / per_row)
     top_h = rows * (side + m.title_h + m.axis_h) + (rows - 1) * m.spacing

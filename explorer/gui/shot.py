@@ -121,11 +121,11 @@ def render_shot(config: Config, steps: int, out: str | os.PathLike, width: int |
                 raise ConfigError(f"--panel: unknown panel {panel!r} (panels: posterior, "
                                   f"{', '.join(figure.panel_names())})")
         if suffix == ".gif":
-            from .gif import GIF_WIDTH, record_gif
+            from .gif import GIF_WIDTH, MIN_LAYOUT_WIDTH, record_gif
 
-            gif_width = width or GIF_WIDTH
-            if gif_width < size[0]:  # laid out at the frame's width: text drawn 1:1, legible on a slide
-                figure.resize(gif_width, round(gif_width * size[1] / size[0]))
+            laid_out = max(width or GIF_WIDTH, MIN_LAYOUT_WIDTH)
+            if laid_out < size[0]:  # laid out at the frame's width: text drawn 1:1, legible on a slide
+                figure.resize(laid_out, round(laid_out * size[1] / size[0]))
 
             if every is None:
                 every = max(1, round(steps / max(frames - 1, 1)))

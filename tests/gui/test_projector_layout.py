@@ -96,3 +96,11 @@ def test_the_plan_folds_the_curves_before_the_posteriors_shrink():
     assert layout.plan(1000, 1400, 5, m).rows == 2  # tall and narrow: five runs wrap
     assert layout.plan(1900, 900, 5, m).rows == 1
     assert layout.plan(1200, 800, 1, m).beside_names == ("data", "weights")
+
+
+def test_a_figure_too_small_for_any_arrangement_still_gets_a_plan():
+    """A 320-px GIF recorder once laid out a 320×200 figure: no arrangement had a positive size and the
+    plan raised StopIteration (the recording failed)."""
+    for fold in (True, False):
+        small = layout.plan(320, 200, 3, layout.Metrics(), fold=fold)
+        assert small.side >= 1.0 and small.per_row >= 1
