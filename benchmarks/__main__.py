@@ -22,7 +22,8 @@ import torch
 
 from benchmarks import Options, Row
 
-MODULES = ["benchmarks.bench_core", "benchmarks.bench_gui", "benchmarks.bench_cli", "benchmarks.scaling"]
+MODULES = ["benchmarks.bench_core", "benchmarks.bench_gui", "benchmarks.bench_cli", "benchmarks.scaling",
+           "benchmarks.bench_sweep"]
 
 
 def _fmt(v: float, unit: str) -> str:

@@ -200,6 +200,7 @@ class FrameBench:
 
         self.app = application()
         self.session = Session(cfg if cfg is not None else scene_config(("view.samples=1000",)))
+        self.session.paused = False  # frames of a running window (a paused frame re-fits the posterior views)
         self.session.step(warm_steps)
         self.figure = Figure()
         self.figure.resize(*size)

@@ -11,15 +11,17 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .cli_runtime import Interrupted, OutputError, RunFolder, Signals, file_digest
+from .cli_runtime import SIGNALS as SIGNALS_HANDLED
+from .cli_runtime import Interrupted, OutputError, RunFolder, Signals
 from .core.errors import ConfigError
 
-COMMANDS = ("gui", "run", "snr", "shot", "list")
+COMMANDS = ("gui", "run", "snr", "shot", "list", "sweep", "plot")
 
 
 # the columns of the `run` table: metric names from snapshot.METRICS, each with its heading and format
@@ -83,6 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="list problems, encoders, objectives and presets")
     lst.add_argument("--json", action="store_true")
+
+    sweep = sub.add_parser("sweep", help="run a sweep spec's points (each a `run`) on Dask; write one tidy table")
+    sweep.add_argument("spec", metavar="SPEC", help="a sweep spec (TOML), or the name of one in assets/sweeps")
+    sweep.add_argument("--out", required=True, metavar="DIR", help="the folder for the points and results.csv")
+    sweep.add_argument("--workers", type=int, help="LocalCluster worker processes (default: one per CPU)")
+    sweep.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster, e.g. tcp://host:8786")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a key of every point's base config, e.g. steps=20 (repeatable)")
+    sweep.add_argument("--no-plots", action="store_true", help="skip the figures the spec's [[plots]] ask for")
+
+    plot = sub.add_parser("plot", help="draw a sweep table or a metrics.csv to PNG/SVG, headless")
+    plot.add_argument("kind", choices=("snr", "metric", "curves"),
+                      help="snr: SNR against K (log-log); metric: a final metric against an axis; curves: training")
+    plot.add_argument("source", metavar="SOURCE", help="a sweep folder or its results.csv (snr, metric); a metrics.csv (curves)")
+    plot.add_argument("--out", required=True, metavar="FILE", help="FILE.png or FILE.svg")
+    plot.add_argument("--metric", help="metric name(s), comma-separated (metric: required)")
+    plot.add_argument("--x", metavar="AXIS", help="metric: the axis to plot against (default: the first but seed)")
+    plot.add_argument("--width", type=int, help="PNG width in pixels")
+    plot.add_argument("--style", choices=("normal", "talk"), default="normal")
+    plot.add_argument("--title", help="the figure's title")
     return parser
 
 
@@ -203,7 +225,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _train_and_report(cfg: Any, folder: RunFolder | None) -> int:
-    from .core.files import metrics_csv
     from .core.session import Session
 
     signals, session, phase = SIGNALS, None, "start-up"
@@ -225,9 +246,8 @@ def _train_and_report(cfg: Any, folder: RunFolder | None) -> int:
     wall = time.perf_counter() - t0
     with signals.deferred():  # from here on every output is written whole, whatever arrives
         interrupted_in = phase if signals.signum is not None else None
-        summary = _run_summary(cfg, session, wall)
-        files = [("metrics.csv", metrics_csv(session.metric_rows()).encode() if session is not None else b"")]
-        summary["outputs"] = {name: file_digest(data) for name, data in files}
+        summary, csv_bytes = _run_summary(cfg, session, wall)
+        files = [("metrics.csv", csv_bytes)]
         _mark_interrupted(summary, signals, interrupted_in or "writing the outputs")
         files.append(("summary.json", _json_bytes(summary)))
         _print_run_table(summary, wall)
@@ -241,18 +261,18 @@ def _train_and_report(cfg: Any, folder: RunFolder | None) -> int:
     return signals.exit_code
 
 
-def _run_summary(cfg: Any, session: Any, wall: float) -> dict[str, Any]:
+def _run_summary(cfg: Any, session: Any, wall: float) -> tuple[dict[str, Any], bytes]:
+    """summary.json's content and metrics.csv's bytes (core.files.run_outputs, as for a sweep point)."""
     from .core.config import config_to_dict
+    from .core.files import file_digest, run_outputs
 
-    if session is None:  # stopped before the session existed: the config, and no runs
-        summary = {"config": config_to_dict(cfg), "seed": cfg.seed, "device": cfg.device, "steps": 0,
-                   "wall_s": wall, "steps_per_s": 0.0, "runs": []}
-    else:
-        if session.metric_rows()[-1]["step"] != session.step_count:
-            session._record_metrics()  # the final state always has a row
-        summary = session.summary(wall_s=wall)
-    summary.update(interrupted=False, interrupted_by=None, interrupted_in=None)
-    return summary
+    if session is not None:
+        return run_outputs(session, wall)
+    # stopped before the session existed: the config, and no runs
+    summary = {"config": config_to_dict(cfg), "seed": cfg.seed, "device": cfg.device, "steps": 0, "wall_s": wall,
+               "steps_per_s": 0.0, "runs": [], "interrupted": False, "interrupted_by": None, "interrupted_in": None,
+               "outputs": {"metrics.csv": file_digest(b"")}}
+    return summary, b""
 
 
 def _mark_interrupted(summary: dict[str, Any], signals: Signals, during: str) -> bool:
@@ -393,6 +413,43 @@ def cmd_shot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .core.sweep_dask import run_sweep
+
+    out = Path(args.out)  # created (or refused, exit 2) once the spec is known to be good
+    table = run_sweep(args.spec, out, workers=args.workers, scheduler=args.scheduler, overrides=args.overrides)
+    print(f"{table.points} points: {table.done} run now, {table.skipped} already finished, {table.failed} failed; "
+          f"wrote {table.path}")
+    for row in table.rows:
+        if row["status"] == "failed":
+            print(f"  failed: {row['point']}: {row['error']}")
+    if table.stop_signal is not None:
+        print(f"interrupted by {signal.Signals(table.stop_signal).name}: {table.points - table.done - table.skipped} "
+              "points not run (run the same command again to finish them)")
+        return 128 + table.stop_signal
+    if table.plots and not args.no_plots:
+        from .gui.plot import draw_spec_plots
+
+        for path in draw_spec_plots(table, table.plots, out):
+            print(f"wrote {path}")
+    return 1 if table.failed else 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    out = _check_out_file(args.out, (".png", ".svg"))
+    if args.kind == "metric" and not args.metric:
+        raise ConfigError("--metric: a metric plot names its metric, e.g. --metric kl_qp")
+    if args.x is not None and args.kind != "metric":
+        raise ConfigError("--x: only a metric plot takes an axis")
+    from .gui.plot import draw
+
+    options = {"metric": args.metric, "width": args.width, "style": args.style, "title": args.title}
+    if args.kind == "metric":
+        options["x"] = args.x
+    print(f"wrote {draw(args.kind, args.source, out, **options)}")
+    return 0
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     cfg = _load_scene(args, default_preset="mode-seeking")
     SIGNALS.restore()  # the window handles Ctrl+C itself; SIGTERM and SIGHUP end it as they always did
@@ -404,6 +461,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "gui": cmd_gui, "run": cmd_run, "snr": cmd_snr, "shot": cmd_shot, "list": cmd_list,
+    "sweep": cmd_sweep, "plot": cmd_plot,
 }
 
 
@@ -423,6 +481,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 128 + e.signum
 
 
+def _load_torch() -> None:
+    """Import torch (a second or two) with signals recorded, not raised: an exception raised in the middle
+    of a C extension's import can leave the module half made (a later 'numpy has no attribute ...'). A
+    signal that arrived meanwhile ends the command right after, as one line."""
+    with SIGNALS.deferred():
+        import torch  # noqa: F401
+
+        from .core import session  # noqa: F401
+    if SIGNALS.signum is not None:
+        raise Interrupted(SIGNALS.signum)
+
+
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS + ("-h", "--help"):
@@ -430,6 +500,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command != "list":
+            _load_torch()
             from .core.threads import set_threads
 
             set_threads()
@@ -454,3 +525,20 @@ def _main(argv: Sequence[str] | None) -> int:
             raise
         print(f"error: {e.__class__.__name__}: {e} (set VAE_EXPLORER_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+def entry() -> None:
+    """The program (``python main.py`` and the ``vae-explorer`` console script): :func:`main`, then the
+    exit without the interpreter's teardown. Every command has closed its files and windows by then;
+    skipping the teardown makes closing the window exit at once (torch's and Qt's took 0.6-1.2 s) and
+    avoids the abort at exit that Python-owned graphics items can cause (pitfalls.md). Importing this
+    module imports neither torch nor Qt, so main's signal latch is on before they load."""
+    code = main()
+    for sig in SIGNALS_HANDLED:  # the work is done: a late signal changes nothing now
+        signal.signal(sig, signal.SIG_IGN)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, OSError):  # a reader that went away (| head) is not an error
+            pass
+    os._exit(code)

@@ -13,6 +13,7 @@ that must not replace a running session with one that then fails.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import os
@@ -26,9 +27,9 @@ import torch
 from .bounded import SESSION_MAX_BYTES, SESSION_MAX_INFLATED, check_session_archive, open_regular
 from .config import Config, config_to_toml, load_config
 from .errors import ConfigError, show
+from .history import ROW_COLUMNS
 from .session import Session
 from .session_state import check_session_state
-from .snapshot import METRICS
 
 SESSION_FORMAT = 1
 
@@ -89,22 +90,44 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def metrics_csv(rows: list[dict[str, Any]]) -> str:
-    """metrics.csv: a header ``run, step, *METRICS`` and one line per row of ``Session.metric_rows()``;
-    a metric that is unknown or not finite is an empty cell, a value is written exactly (``repr``)."""
+    """metrics.csv: a header ``run, step, *ROW_COLUMNS`` (METRICS, with ``snr_step`` and the SNR medians:
+    see core/history.py) and one line per row of ``Session.metric_rows()``; a metric that is unknown or
+    not finite is an empty cell, a value is written exactly (``repr``)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["run", "step", *METRICS])
+    writer.writerow(["run", "step", *ROW_COLUMNS])
     for row in rows:
         cells = [row["run"], row["step"]]
-        for name in METRICS:
+        for name in ROW_COLUMNS:
             v = row.get(name)
-            cells.append("" if v is None or not math.isfinite(v) else repr(float(v)))
+            if v is None or not math.isfinite(v):
+                cells.append("")
+            else:
+                cells.append(str(int(v)) if name == "snr_step" else repr(float(v)))
         writer.writerow(cells)
     return buf.getvalue()
 
 
 def write_metrics_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
     return atomic_write_text(path, metrics_csv(rows))
+
+
+def file_digest(data: bytes) -> dict[str, Any]:
+    """What summary.json says of an output file it lists: its size and SHA-256."""
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def run_outputs(session: Session, wall_s: float) -> tuple[dict[str, Any], bytes]:
+    """The outputs of a finished ``run`` (and of each sweep point, which is a run): summary.json's content
+    and metrics.csv's bytes. The final state always has a metrics row; the summary lists metrics.csv by
+    size and SHA-256 and says it was not interrupted (the command line marks it when a signal arrived)."""
+    if session.history.last_step() != session.step_count:
+        session._record_metrics()
+    summary = session.summary(wall_s=wall_s)
+    summary.update(interrupted=False, interrupted_by=None, interrupted_in=None)
+    csv_bytes = metrics_csv(session.metric_rows()).encode("utf-8")
+    summary["outputs"] = {"metrics.csv": file_digest(csv_bytes)}
+    return summary, csv_bytes
 
 
 def save_scene(config: Config, path: str | Path) -> None:

@@ -1,9 +1,11 @@
-"""Exact quantities on an n×n grid over the 2-D latent box (midpoint rule, all in log space).
+"""Fixed n×n midpoint grids over a 2-D box (all in log space): the display grids of the posterior panel and
+the posterior's basins (modes) on them, which core/views.py uses.
 
-For one observation x: evaluate log p_θ(x, z) and log q_φ(z|x) at the cell centres. Then
-log p(x) = logsumexp(grid) + log ΔA; log p(z|x) = log p(x, z) − log p(x);
-KL(q‖p) = Σ q (log q − log p(z|x)) ΔA; KL(p‖q) = Σ p(z|x) (log p(z|x) − log q) ΔA;
-exact ELBO = log p(x) − KL(q‖p). Arrays are indexed [i₁, i₂] (z₁ along the first axis).
+``grid_stats`` evaluates every quantity on one fixed grid: log p(x) = logsumexp(grid) + log ΔA,
+KL(q‖p) = Σ q (log q − log p(z|x)) ΔA, KL(p‖q) = Σ p(z|x) (log p(z|x) − log q) ΔA. It has no error estimate
+and ignores everything outside the box: it was the first version of the exact numbers, and stays as a
+simple fixed-grid evaluator for tests. The app's exact numbers come from core/exact.py. Arrays are indexed
+[i₁, i₂] (z₁ along the first axis).
 """
 from __future__ import annotations
 

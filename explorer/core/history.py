@@ -3,6 +3,11 @@
 Both are kept in numpy buffers, not Python lists of tuples or dicts: a snapshot takes O(1) views of the
 series however long the session has run, and a live session logging tens of rows a second stays small
 (building arrays from lists took 4 ms per snapshot after 5000 steps; dict rows grew 0.5 MB per 1000 steps).
+
+Gradient SNR comes from probes that run every ``view.snr_every`` steps, not at every logged row: a row
+carries the SNR columns only when a probe ran since the run's previous row, with ``snr_step`` saying at
+which step (blank cells in between, not the last probe's value repeated), and each SNR curve has one
+point per probe, at its step. The median over parameters is written beside the mean.
 """
 from __future__ import annotations
 
@@ -12,6 +17,26 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .snapshot import METRICS
+
+SNR_METRICS = ("snr_encoder", "snr_decoder")  # mean over parameters, from a probe
+
+
+def _row_columns() -> tuple[str, ...]:
+    """METRICS with ``snr_step`` before the first SNR column and each SNR median right after its mean."""
+    out: list[str] = []
+    for name in METRICS:
+        if name == SNR_METRICS[0]:
+            out.append("snr_step")
+        out.append(name)
+        if name in SNR_METRICS:
+            out.append(f"{name}_median")
+    return tuple(out)
+
+
+#: the value columns of metrics.csv (after ``run`` and ``step``)
+ROW_COLUMNS = _row_columns()
+#: the columns that a probe fills, blank on rows logged before the next probe
+PROBE_COLUMNS = tuple(c for c in ROW_COLUMNS if c.startswith("snr_"))
 
 
 class Series:
@@ -51,7 +76,7 @@ class MetricRows:
         self._names: list[str] = []  # run names as they were when a row was logged
         self._name_index: dict[str, int] = {}
         self._keys = np.empty((256, 2), dtype=np.int64)  # [name index, step]
-        self._values = np.empty((256, len(METRICS)))
+        self._values = np.empty((256, len(ROW_COLUMNS)))
         self.n = 0
 
     def append(self, run: str, step: int, values: list[float | None]) -> None:
@@ -66,17 +91,17 @@ class MetricRows:
         self.n += 1
 
     def to_dicts(self) -> list[dict[str, Any]]:
-        """run, step and METRICS, None where unknown (values are finite or absent)."""
+        """run, step and ROW_COLUMNS, None where unknown (values are finite or absent)."""
         names = self._names
         return [{"run": names[key[0]], "step": key[1],
-                 **{m: (None if v != v else v) for m, v in zip(METRICS, values)}}
+                 **{m: (None if v != v else v) for m, v in zip(ROW_COLUMNS, values)}}
                 for key, values in zip(self._keys[: self.n].tolist(), self._values[: self.n].tolist())]
 
     @classmethod
     def from_dicts(cls, rows: Iterable[Mapping[str, Any]]) -> "MetricRows":
         out = cls()
         for row in rows:
-            out.append(row["run"], int(row["step"]), [row.get(m) for m in METRICS])
+            out.append(row["run"], int(row["step"]), [row.get(m) for m in ROW_COLUMNS])
         return out
 
 
@@ -86,22 +111,31 @@ class MetricHistory:
     def __init__(self, run_names: Iterable[str] = ()):
         self.series: dict[str, dict[str, Series]] = {name: {} for name in run_names}
         self.rows = MetricRows()
+        self._probe_logged: dict[str, float] = {}  # run → step of the last probe already in a row
 
     def record(self, step: int, run: str, metrics: Mapping[str, float]) -> None:
-        """Log one run's metrics at ``step`` (absent metrics are unknown)."""
+        """Log one run's metrics at ``step`` (absent metrics are unknown). The SNR values come with the
+        step of their probe (``snr_step``); they are logged only once per probe."""
         series = self.series.setdefault(run, {})
-        values = [metrics.get(name) for name in METRICS]
-        for name, value in zip(METRICS, values):
-            if value is not None:
+        values = {name: metrics.get(name) for name in ROW_COLUMNS}
+        probe = values["snr_step"]
+        if probe is None or self._probe_logged.get(run) == probe:
+            values.update(dict.fromkeys(PROBE_COLUMNS))
+        else:
+            self._probe_logged[run] = probe
+        for name, value in values.items():
+            if value is not None and name != "snr_step":
                 if name not in series:
                     series[name] = Series()
-                series[name].append(step, value)
-        self.rows.append(run, step, values)
+                series[name].append(probe if name in PROBE_COLUMNS else step, value)
+        self.rows.append(run, step, list(values.values()))
 
     def rename(self, old: str, new: str) -> None:
         """A run's name changed (its generated name follows K, M, β, α): keep its curves."""
         if old != new:
             self.series[new] = self.series.pop(old, {})
+            if old in self._probe_logged:
+                self._probe_logged[new] = self._probe_logged.pop(old)
 
     def arrays(self, runs: Iterable[str]) -> dict[str, dict[str, np.ndarray]]:
         """run → metric → [T, 2] read-only (step, value) rows, for the runs named."""
@@ -121,4 +155,7 @@ class MetricHistory:
         out = cls()
         out.series = {name: {metric: Series(r) for metric, r in hist.items()} for name, hist in history.items()}
         out.rows = MetricRows.from_dicts(rows)
+        for row in out.rows.to_dicts():
+            if row["snr_step"] is not None:
+                out._probe_logged[row["run"]] = row["snr_step"]
         return out

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -28,13 +28,14 @@ from torch import Tensor
 
 from . import edits
 from .budget import check_session
+from .cadence import probe_period
 from .config import Config, ConfigError, RunConfig, TrainConfig, config_from_dict, config_to_dict
-from .diagnostics import ess_frac, gradient_snr, snr_floor
-from .grid import Grid, PosteriorGrid, grid_stats, make_grid, posterior_grid
-from .history import MetricHistory
+from .diagnostics import gradient_snr, snr_floor
+from .history import ROW_COLUMNS, MetricHistory
 from .models import Encoder, make_encoder
-from .objectives import OBJECTIVES, compute_losses, draw, log_mean_exp, normalised_weights
+from .objectives import OBJECTIVES, compute_losses, draw
 from .problems import Decoder, Problem, make_problem
+from .rendering import render as _render
 from .sanity import assess_run
 from .seeding import BATCH as _BATCH
 from .seeding import PROBE as _PROBE
@@ -42,8 +43,12 @@ from .seeding import TRAIN as _TRAIN
 from .seeding import VIEW as _VIEW
 from .seeding import Seeder, derive
 from .session_state import check_session_state
-from .snapshot import METRICS, ModeView, RunView, Snapshot
+from .snapshot import METRICS, RunView, Snapshot
 from .threads import ensure_default_threads
+from .views import Viewer, box_centres
+
+
+REPR_WIDTH = 1200  # pixels of the figure Jupyter shows inline
 
 
 class RunFailure(RuntimeError):
@@ -138,7 +143,7 @@ class Session:
         data_gen = torch.Generator().manual_seed(derive(config.seed, "data"))
         self.data = self.problem.sample_data(config.problem.n_data, data_gen).to(self.device)
         self.observation = config.problem.observation
-        self.grid: Grid = make_grid(self.problem.box, config.view.grid, device=self.device)
+        self._viewer = Viewer(self.problem, config.view.grid, config.view.samples, self.device, config.problem.decoder)
         self.runs = [self._make_run(i) for i in range(len(config.runs))]
         self.step_count = 0
         self.history = MetricHistory(r.cfg.name for r in self.runs)
@@ -147,11 +152,10 @@ class Session:
         self._train_seconds = 0.0
         self._view_cache: tuple[int, int, Snapshot] | None = None
         self._views_cache: tuple[tuple[int, int], tuple[RunView, ...]] | None = None
-        self._posterior_cache: dict[tuple[int, str], PosteriorGrid | None] = {}
-        self._post_f32: tuple[np.ndarray, np.ndarray] | None = None  # (cached float64 posterior, float32 copy)
         self._version = 0  # bumped by anything that changes the view without a step
         self._seeder = Seeder(config.seed, self.device)
-        if config.view.snr_every:
+        self.probe_every = probe_period(config)  # steps between SNR probes (core/cadence.py; 0: none)
+        if self.probe_every:
             self._probe_snr(self._batch())
         self._record_metrics()
 
@@ -205,6 +209,7 @@ class Session:
             for group in run.optimizer.param_groups:
                 group["lr"] = run.train.lr
         self.config = config
+        self.probe_every = probe_period(config)  # K or M changed: so does the probe's cost
         self._version += 1
 
     def apply(self, name: str, **kwargs: Any) -> bool:
@@ -253,9 +258,13 @@ class Session:
         idx = torch.randperm(n, generator=self._seeded(self.step_count, _BATCH), device=self.device)[:size]
         return self.data[idx]
 
-    def step(self, n: int = 1) -> None:
-        """Train every run n steps in lockstep. Logs metrics every ``view.log_every`` steps."""
-        for _ in range(int(n)):
+    def step(self, n: int = 1, progress: Callable[[int, int], Any] | None = None) -> None:
+        """Train every run n steps in lockstep. Logs metrics every ``view.log_every`` steps.
+
+        ``progress(done, n)``, when given, is called after each step (``done`` of the ``n`` steps of
+        this call), e.g. ``lambda done, n: bar.update(1)`` for a tqdm bar."""
+        n = int(n)
+        for done in range(1, n + 1):
             t0 = time.perf_counter()
             batch = self._batch()
             for run in self.runs:
@@ -266,11 +275,13 @@ class Session:
                         raise RunFailure(run.cfg.name, self.step_count, e) from e
             self.step_count += 1
             self._train_seconds += time.perf_counter() - t0
-            every = self.config.view.snr_every
+            every = self.probe_every
             if every and self.step_count % every == 0:
                 self._probe_snr(batch)
             if self.step_count % self.config.view.log_every == 0:
                 self._record_metrics()
+            if progress is not None:
+                progress(done, n)
 
     def _batch_for(self, run: _Run, batch: Tensor) -> Tensor:
         size = run.train.batch_size
@@ -310,85 +321,14 @@ class Session:
                 run.snr = {"error": str(e).splitlines()[0]}  # type: ignore[dict-item]
                 continue
             run.snr = {"snr_encoder": res.encoder_mean, "snr_decoder": res.decoder_mean,
-                       "snr_encoder_median": res.encoder_median, "snr_decoder_median": res.decoder_median}
+                       "snr_encoder_median": res.encoder_median, "snr_decoder_median": res.decoder_median,
+                       "snr_step": float(self.step_count)}
 
     # ------------------------------------------------------------------ views and metrics
-    @torch.no_grad()
     def _view_run(self, run: _Run) -> RunView:
         x_obs = self.data[self.observation : self.observation + 1]
-        pts = self.grid.points[:, None, :]  # [n², 1, 2] against a batch of one observation
-        n = self.grid.n
-        log_q = run.encoder.log_prob(pts, x_obs).reshape(n, n).double().cpu().numpy()
-        stats = grid_stats(None, log_q, self.grid, posterior=self._posterior(run, x_obs))
-
-        k, m = run.cfg.k, run.m
-        gen = self._seeded(self.step_count, _VIEW, m, k, self.observation)
-        eps = torch.randn((m, k, 1, 2), generator=gen, device=self.device)
-        particles = draw(run.decoder, run.encoder, x_obs, eps)
-        log_w = particles.log_w  # [M, K, 1]
-        samples = self.config.view.samples
-        if samples:
-            eps_s = torch.randn((samples, 1, 2), generator=gen, device=self.device)
-            q_samples = run.encoder.rsample(x_obs, eps_s)[0][:, 0].cpu().numpy()
-        else:
-            q_samples = np.zeros((0, 2), np.float32)
-        metrics = {
-            "log_px": stats.log_px, "kl_qp": stats.kl_qp, "kl_pq": stats.kl_pq,
-            "elbo": float(log_w.mean()), "bound": float(log_mean_exp(log_w).mean()),
-            "ess_frac": float(ess_frac(log_w).mean()), "elbo_exact": stats.elbo_exact, "q_mass": stats.q_mass,
-            "n_modes": float(len(stats.modes)), "modes_covered": float(sum(md.q_mass >= 0.05 for md in stats.modes)),
-        }
-        metrics.update({k_: v for k_, v in run.snr.items() if isinstance(v, float)})
-        metrics = {k_: v for k_, v in metrics.items() if math.isfinite(v)}
-        warnings = list(stats.warnings)
-        if "error" in run.snr:
-            warnings.append(f"SNR probe skipped: {run.snr['error']}")
-        if run.diverged_step is not None:
-            warnings.append(f"diverged at step {run.diverged_step} ({run.diverged_reason}); showing its last finite state")
-        view = RunView(
-            index=run.index, name=run.cfg.name, objective=run.cfg.objective, encoder=run.train.encoder,
-            k=k, m=m, beta=run.cfg.beta, alpha=run.cfg.alpha, lr=run.train.lr,
-            q_samples=q_samples.astype(np.float32),
-            particles=particles.z[0, :, 0].cpu().numpy().astype(np.float32),
-            weights=normalised_weights(log_w)[0, :, 0].cpu().numpy().astype(np.float64),
-            log_post=self._float32(stats.log_post), log_q=stats.log_q.astype(np.float32),
-            metrics=metrics, modes=tuple(ModeView(md.center, md.p_mass, md.q_mass) for md in stats.modes),
-            diverged_step=run.diverged_step, warnings=tuple(warnings),
-        )
-        finite_grids = np.isfinite(view.log_post).any() and not np.isnan(view.log_q).any()
-        if not finite_grids or not np.isfinite(view.q_samples).all() or not np.isfinite(view.weights).all():
-            if run.last_view is not None:  # never show a non-finite picture: keep the last good one
-                return dataclasses.replace(run.last_view, diverged_step=run.diverged_step, warnings=tuple(warnings))
-            view = dataclasses.replace(
-                view, q_samples=np.nan_to_num(view.q_samples), weights=np.nan_to_num(view.weights),
-                log_post=np.nan_to_num(view.log_post, nan=-1e30, neginf=-1e30, posinf=0.0),
-                log_q=np.nan_to_num(view.log_q, nan=-1e30, neginf=-1e30, posinf=0.0))
-        run.last_view = view
-        return view
-
-    def _float32(self, log_post: np.ndarray) -> np.ndarray:
-        """The float32 copy of a grid posterior, made once while the posterior is cached (frozen decoder):
-        every snapshot then holds the same read-only array, which the GUI recognises without comparing."""
-        cached = self._post_f32
-        if cached is not None and cached[0] is log_post:
-            return cached[1]
-        out = log_post.astype(np.float32)
-        out.flags.writeable = False
-        if any(post is not None and post.log_post is log_post for post in self._posterior_cache.values()):
-            self._post_f32 = (log_post, out)
-        return out
-
-    def _posterior(self, run: _Run, x_obs: Tensor) -> PosteriorGrid | None:
-        """p_θ(z|x_obs) on the grid. With a frozen decoder it never changes: computed once per observation."""
-        frozen = not run.theta
-        key = (self.observation, self.config.problem.decoder)
-        if frozen and key in self._posterior_cache:
-            return self._posterior_cache[key]
-        log_joint = run.decoder.log_joint(x_obs, self.grid.points[:, None, :])
-        post = posterior_grid(log_joint.reshape(self.grid.n, self.grid.n).double().cpu().numpy(), self.grid)
-        if frozen:
-            self._posterior_cache[key] = post
-        return post
+        gen = self._seeded(self.step_count, _VIEW, run.m, run.cfg.k, self.observation)
+        return self._viewer.run_view(run, x_obs, gen)
 
     def _views(self) -> tuple[RunView, ...]:
         """Every run's view of the current state, evaluated once per (step, version)."""
@@ -407,6 +347,7 @@ class Session:
         if self._view_cache is not None and self._view_cache[:2] == key:
             return self._view_cache[2]
         runs = self._views()
+        z1, z2 = box_centres(self.problem.box, self.config.view.grid)
         warnings = [self._job_warning] if self._job_warning else []
         for v in runs:
             warnings += [f"{v.name}: {w}" for w in v.warnings]
@@ -414,10 +355,10 @@ class Session:
         snap = Snapshot(
             step=self.step_count, title=self.config.title, description=self.config.description,
             problem=self.problem.name, device=str(self.device), box=self.problem.box,
-            z1=self.grid.z1.astype(np.float32), z2=self.grid.z2.astype(np.float32),
+            z1=z1.astype(np.float32), z2=z2.astype(np.float32),
             data=self.data.cpu().numpy().astype(np.float32), observation=self.observation, runs=runs,
             history=history, snr_replicates=self.config.view.snr_replicates,
-            snr_floor=snr_floor(self.config.view.snr_replicates), warnings=tuple(warnings),
+            snr_floor=snr_floor(self.config.view.snr_replicates), snr_every=self.probe_every, warnings=tuple(warnings),
         )
         self._view_cache = (key[0], key[1], snap)
         return snap
@@ -447,14 +388,37 @@ class Session:
         self._job_warning = f"{getattr(job, 'name', 'a background job')} failed: {error.__class__.__name__}: {error}"
         self._version += 1
 
+    # ------------------------------------------------------------------ pictures
+    def render(self, path: str | os.PathLike | None = None, *, width: int | None = None, style: str = "normal",
+               panel: str | None = None) -> bytes | None:
+        """The window's figure of the current state, drawn offscreen: written to ``path`` (.png or .svg)
+        and None returned, or with no path the PNG's bytes. ``width`` in pixels (default 1600), ``style``
+        ``"normal"`` or ``"talk"`` (large fonts, thick lines), ``panel`` one panel's name. Needs PySide6:
+        the GUI layer draws it (``explorer`` installs the drawing function; core never imports Qt)."""
+        return _render(self.snapshot(), path, width=width, style=style, panel=panel)
+
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter shows a session inline as its figure."""
+        return self.render(width=REPR_WIDTH)
+
     # ------------------------------------------------------------------ results
     def metric_rows(self) -> list[dict[str, Any]]:
-        """One row per logged step and run: run, step and METRICS (None where unknown)."""
+        """One row per logged step and run: run, step and history.ROW_COLUMNS (None where unknown)."""
         return self.history.rows.to_dicts()
+
+    def metrics_frame(self) -> Any:
+        """``metric_rows()`` as a pandas DataFrame (pandas is optional: ``pip install 'vae-explorer[pandas]'``)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("Session.metrics_frame() needs pandas, which is not installed: "
+                              "pip install 'vae-explorer[pandas]' (or pandas)") from None
+        return pd.DataFrame(self.metric_rows(), columns=["run", "step", *ROW_COLUMNS])
 
     def final_metrics(self, run: int) -> dict[str, Any]:
         view = self.snapshot().runs[run]
         out: dict[str, Any] = {name: view.metrics.get(name) for name in METRICS}
+        out["approximate"] = view.approximate
         out["diverged"] = self.runs[run].diverged_step is not None
         out["diverged_step"] = self.runs[run].diverged_step
         out["modes"] = [{"center": list(md.center), "p_mass": md.p_mass, "q_mass": md.q_mass} for md in view.modes]

@@ -15,7 +15,7 @@ import torch
 
 from .config import LIMITS, MAX_CHARS
 from .errors import ConfigError, show
-from .snapshot import METRICS
+from .history import ROW_COLUMNS
 
 MAX_HISTORY_VALUES = 20_000_000  # (step, value) pairs and metric rows together
 
@@ -128,7 +128,7 @@ def _check_histories(history: Any, rows: Any, step: int) -> None:
         if not isinstance(name, str) or len(name) > 2 * MAX_CHARS["name"] or not isinstance(series, dict):
             raise ConfigError(f"history: damaged entry {show(name)}")
         for metric, pairs in series.items():
-            if metric not in METRICS or not isinstance(pairs, list):
+            if metric not in ROW_COLUMNS or not isinstance(pairs, list):
                 raise ConfigError(f"history[{show(name)}]: unknown metric {show(metric)}")
             total += len(pairs)
             if total > MAX_HISTORY_VALUES:
@@ -146,6 +146,6 @@ def _check_histories(history: Any, rows: Any, step: int) -> None:
     for row in rows:
         if not (isinstance(row, dict) and isinstance(row.get("run"), str) and len(row["run"]) <= 2 * MAX_CHARS["name"]
                 and isinstance(row.get("step"), int) and not isinstance(row["step"], bool) and 0 <= row["step"] <= step
-                and all(k in METRICS and (v is None or (isinstance(v, float) and math.isfinite(v)))
+                and all(k in ROW_COLUMNS and (v is None or (isinstance(v, float) and math.isfinite(v)))
                         for k, v in row.items() if k not in ("run", "step"))):
             raise ConfigError(f"rows: damaged row {show(row)}")

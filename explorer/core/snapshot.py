@@ -3,25 +3,43 @@ thread to the GUI, and what ``shot`` renders headless. Grids are indexed [i₁, 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
 
+EXACT_ABS = 1e-3  # nats: a number is called exact when its error is within max(EXACT_ABS, EXACT_REL·|value|)
+EXACT_REL = 1e-3
+
+
+def tolerance(value: float) -> float:
+    """The error within which a number is called exact."""
+    return max(EXACT_ABS, EXACT_REL * abs(value)) if math.isfinite(value) else EXACT_ABS
+
+
+def is_exact(value: float, err: float) -> bool:
+    return math.isfinite(value) and err <= tolerance(value)
+
+
 # Metric names shared by Snapshot.history, metrics.csv and summary.json ("final").
 METRICS = (
-    "log_px",  # exact log p_θ(x_obs) on the grid
+    "log_px",  # log p_θ(x_obs) by adaptive cubature (core/exact.py); its error estimate is log_px_err
     "elbo",  # MC ELBO for x_obs, the run's K
     "bound",  # MC L_K for x_obs, the run's K (logsumexp − log K)
-    "kl_qp",  # exact KL(q‖p(z|x_obs)) on the grid
-    "kl_pq",  # exact KL(p(z|x_obs)‖q) on the grid
+    "kl_qp",  # KL(q‖p(z|x_obs)) by cubature, ± kl_qp_err
+    "kl_pq",  # KL(p(z|x_obs)‖q) by cubature, ± kl_pq_err
     "ess_frac",  # ESS / K of the run's particles for x_obs
     "snr_encoder",  # mean per-parameter gradient SNR of φ (last probe)
     "snr_decoder",  # same for θ (absent when θ is frozen)
-    "elbo_exact",  # log p(x) − KL(q‖p), exact
-    "q_mass",  # q's mass inside the latent box
+    "elbo_exact",  # E_q[log p(x, z) − log q] by cubature = log p(x) − KL(q‖p), ± elbo_exact_err
+    "q_mass",  # q's mass inside the posterior's region (RunView.post_box)
     "n_modes",  # posterior basins holding ≥ 5 % of the mass
     "modes_covered",  # of those, how many hold ≥ 5 % of q's mass
+    "log_px_err",  # error estimates (quadrature + truncation) of the four numbers above, in nats: a number
+    "kl_qp_err",  # is called exact when its error is within exact.tolerance(value) = max(1e-3, 1e-3·|value|)
+    "kl_pq_err",
+    "elbo_exact_err",
 )
 
 
@@ -46,12 +64,17 @@ class RunView:
     q_samples: np.ndarray  # [S, 2] samples of q(z|x_obs)
     particles: np.ndarray  # [K, 2] the K particles of one group for x_obs
     weights: np.ndarray  # [K] their normalised importance weights w̃ (sum to 1)
-    log_post: np.ndarray  # [n, n] normalised log p_θ(z|x_obs) on the grid
-    log_q: np.ndarray  # [n, n] log q_φ(z|x_obs) on the grid
+    log_post: np.ndarray  # [n, n] normalised log p_θ(z|x_obs) on the n × n grid over post_box
+    log_q: np.ndarray  # [n', n'] log q_φ(z|x_obs) on the n' × n' grid over q_box
     metrics: Mapping[str, float]  # the METRICS above; a value is absent (not NaN) when unknown
     modes: tuple[ModeView, ...]
     diverged_step: int | None = None  # the step at which the run diverged, or None
     warnings: tuple[str, ...] = ()
+    # the regions that follow the mass, (z1_min, z1_max, z2_min, z2_max); None: the snapshot's box
+    post_box: tuple[float, float, float, float] | None = None  # where p(z|x_obs) has its mass
+    q_box: tuple[float, float, float, float] | None = None  # where q has its mass
+    view_box: tuple[float, float, float, float] | None = None  # what the panel should show of both
+    approximate: str = ""  # one short line saying why an exact number is only approximate ("" when none is)
 
 
 @dataclass(frozen=True)
@@ -61,8 +84,8 @@ class Snapshot:
     description: str
     problem: str
     device: str
-    box: tuple[float, float, float, float]  # (z1_min, z1_max, z2_min, z2_max)
-    z1: np.ndarray  # [n] grid cell centres
+    box: tuple[float, float, float, float]  # the problem's latent box (z1_min, z1_max, z2_min, z2_max)
+    z1: np.ndarray  # [n] centres of the n × n grid over box (the runs' own grids are in RunView)
     z2: np.ndarray  # [n]
     data: np.ndarray  # [N, x_dim] the data set in x-space
     observation: int  # index of x_obs in data
@@ -72,6 +95,7 @@ class Snapshot:
     history: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
     snr_replicates: int = 64
     snr_floor: float = 0.1  # 0.8/√R: SNRs below this cannot be told from zero
+    snr_every: int = 0  # steps between SNR probes (view.snr_every, or what "auto" chose; 0: no probe)
     steps_per_s: float = 0.0
     paused: bool = True
     warnings: tuple[str, ...] = ()

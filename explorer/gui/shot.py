@@ -12,6 +12,7 @@ from pathlib import Path
 
 from explorer.core.config import Config
 from explorer.core.errors import ConfigError
+from explorer.core.snapshot import Snapshot
 
 from .export import ExportError, check_suffix
 
@@ -85,6 +86,54 @@ def render_shot(config: Config, steps: int, out: str | os.PathLike, width: int |
         figure.deleteLater()
         app.processEvents()
     return 0
+
+
+STYLES = ("normal", "talk")
+
+
+def render_snapshot(snapshot: Snapshot, out: str | os.PathLike | None = None, *, width: int | None = None,
+                    style: str = "normal", panel: str | None = None) -> bytes | None:
+    """Draw ``snapshot`` as the window's figure, offscreen: to ``out`` (.png or .svg; returns None) or,
+    with no ``out``, to PNG bytes (returned). ``style``: ``"normal"`` or ``"talk"`` (presentation mode).
+    What ``Session.render`` and a session's inline picture in Jupyter call."""
+    if style not in STYLES:
+        raise ConfigError(f"style: unknown style {style!r} (choose from {', '.join(STYLES)})")
+    if width is not None and not 16 <= int(width) <= 16384:
+        raise ConfigError(f"width: must be in 16..16384 pixels, got {width}")
+    suffix = ".png" if out is None else check_suffix(out, (".png", ".svg"))
+    app = _application()
+    from .figure import Figure
+
+    figure = Figure(presentation=style == "talk")
+    try:
+        figure.resize(*DEFAULT_SIZE)
+        _show(app, figure, snapshot)
+        if panel is not None and panel not in figure.panel_names():
+            raise ConfigError(f"panel: unknown panel {panel!r} (panels: {', '.join(figure.panel_names())})")
+        if out is None:
+            return png_bytes(figure.grab_image(width, panel))
+        if suffix == ".png":
+            figure.export_png(out, width=width, panel=panel)
+        else:
+            figure.export_svg(out, panel=panel)
+        return None
+    finally:
+        figure.close()
+        figure.deleteLater()
+        app.processEvents()
+
+
+def png_bytes(image) -> bytes:
+    """A QImage encoded as PNG."""
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not image.save(buffer, "PNG"):
+        raise ExportError("Qt could not encode the figure as PNG")
+    buffer.close()
+    return bytes(data.data())
 
 
 def _show(app, figure, snapshot) -> None:

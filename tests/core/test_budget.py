@@ -46,7 +46,7 @@ def never_built(monkeypatch):
     def built(*args, **kwargs):
         raise AssertionError("built although over the budget")
 
-    monkeypatch.setattr(session_mod, "make_grid", built)
+    monkeypatch.setattr(session_mod, "Viewer", built)
     monkeypatch.setattr(sweep_mod, "snr_sweep", built)
     monkeypatch.setitem(sys.modules, "explorer.gui.shot", types.SimpleNamespace(render_shot=built))
 

@@ -4,16 +4,18 @@ Fast tests: every preset loads, has a title and a description, and builds a Sess
 config loads; the view settings the slow tests lower do not change training.
 
 Slow tests (``-m slow``): each preset runs headless through the command line, as a user would, for seeds
-0–4 with its own steps and runs, and the test asserts what its description promises, from summary.json
-(``runs[i].final``) and, for gradient-SNR claims, from the probe history in metrics.csv. Only view
-settings are lowered (grid, samples, and the probe/log schedule where a claim does not read it); the
-measured numbers are in docs/presets.md.
+0–9 (nobody tuned the scenes to seeds 5–9) with its own steps and runs, and the test asserts what its
+description promises, from summary.json (``runs[i].final``) and, for claims about the course of training,
+from metrics.csv. Only view settings are lowered (grid, samples, and the probe/log schedule where a claim
+does not read it); the measured numbers are in docs/presets.md. A claim says what is robustly true (an
+ordering, a bound with a margin), not a range fitted to these seeds.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,12 @@ from explorer.core.story import STORY, StoryScene, story_config
 
 SOURCE_PRESETS = Path(__file__).resolve().parents[2] / "assets" / "presets"  # what the package ships
 PRESETS = ("mode-seeking", "snr-vs-k", "tighter-not-better", "dreg-fix", "ring", "funnel", "mixture")
-SEEDS = range(5)
+SEEDS = range(10)
 
 # View settings the claim tests lower. None of them changes training (test_view_settings_do_not_change_training).
 FAST_VIEW = ["view.grid=100", "view.samples=0"]
-NO_PROBE = [*FAST_VIEW, "view.snr_every=0", "view.log_every=50"]  # claims read final values only
+NO_PROBE = [*FAST_VIEW, "view.snr_every=0", "view.log_every=50"]  # claims read metric rows, no probes
+FINAL_ONLY = [*FAST_VIEW, "view.snr_every=0", "view.log_every=500"]  # claims read final values only
 PROBE_ROWS = [*FAST_VIEW, "view.log_every=20"]  # one metrics row per SNR probe (snr_every = 20)
 
 
@@ -85,7 +88,7 @@ def _trained_parameters(name: str, view: list[str], steps: int) -> list[torch.Te
 
 
 @pytest.mark.parametrize(("name", "lowered"), [
-    ("mode-seeking", NO_PROBE),
+    ("mode-seeking", FINAL_ONLY),
     ("dreg-fix", [*PROBE_ROWS, "view.snr_every=7", "view.snr_replicates=8"]),  # another probe schedule
     ("ring", NO_PROBE),
 ])
@@ -149,6 +152,8 @@ def check_mode_seeking(summary: dict[str, Any], rows: Rows) -> None:
     assert iwae["modes_covered"] == 2
     assert rws["kl_pq"] < iwae["kl_pq"] < vae["kl_pq"] / 10
     assert iwae["kl_qp"] > 3 * vae["kl_qp"]
+    # Story scene 2 (the VAE alone trains exactly as here): the ELBO's gap is ln 2 for the ignored mode plus misfit
+    assert math.log(2) < vae["kl_qp"] < 1.0
 
 
 def check_snr_vs_k(summary: dict[str, Any], rows: Rows) -> None:
@@ -156,14 +161,16 @@ def check_snr_vs_k(summary: dict[str, Any], rows: Rows) -> None:
     dec1, dec8, dec64 = snr_medians(summary, rows, "snr_decoder")
     assert enc1 > enc8 > enc64
     assert dec1 < dec8 < dec64
-    k1, _, k64 = finals(summary)
-    assert k64["kl_qp"] > k1["kl_qp"]  # the cost: IWAE-64's q is still off the posterior
+    k1, k8, k64 = finals(summary)
+    assert k64["kl_qp"] > max(k1["kl_qp"], k8["kl_qp"])  # the cost: IWAE-64's q ends furthest off the posterior
+    assert k1["kl_qp"] < 0.055  # K = 1 reaches the linear family's floor, 0.046
 
 
 def check_tighter_not_better(summary: dict[str, Any], rows: Rows) -> None:
     iwae, piwae, miwae, ciwae = finals(summary)
     enc = snr_medians(summary, rows, "snr_encoder")
     assert enc[0] < 0.5 * min(enc[1:]), "IWAE-64 has by far the lowest encoder SNR"
+    assert enc[3] > max(enc[1], enc[2]), "CIWAE's is the highest"
     log_px = [f["log_px"] for f in (iwae, piwae, miwae, ciwae)]
     assert max(log_px) - min(log_px) < 0.02, "all reach the same log p(x)"
     assert iwae["kl_qp"] > max(f["kl_qp"] for f in (piwae, miwae, ciwae))
@@ -172,8 +179,7 @@ def check_tighter_not_better(summary: dict[str, Any], rows: Rows) -> None:
 def check_dreg_fix(summary: dict[str, Any], rows: Rows) -> None:
     iwae8, iwae64, dreg8, dreg64, stl64 = snr_medians(summary, rows, "snr_encoder")
     assert iwae64 < iwae8, "IWAE's encoder SNR falls with K"
-    assert dreg8 > 5 * iwae8 and dreg64 > 10 * iwae64, "DReG's is an order of magnitude higher at each K"
-    assert dreg64 / iwae64 > dreg8 / iwae8, "and its advantage grows with K"
+    assert dreg8 > 5 * iwae8 and dreg64 > 5 * iwae64, "DReG's is far above IWAE's at each K"
     f_iwae8, f_iwae64, f_dreg8, f_dreg64, f_stl64 = finals(summary)
     assert f_dreg64["kl_qp"] < f_iwae64["kl_qp"], "DReG's q learns faster than IWAE's at the same K"
     assert f_stl64["kl_qp"] < min(f["kl_qp"] for f in (f_iwae8, f_iwae64, f_dreg8, f_dreg64))
@@ -181,58 +187,125 @@ def check_dreg_fix(summary: dict[str, Any], rows: Rows) -> None:
     assert history_median(rows, stl, "snr_encoder", 1, 300) > 2 * history_median(rows, stl, "snr_encoder", 700)
 
 
+def across_dreg_fix(results: list[tuple[dict[str, Any], Rows]]) -> None:
+    """On 9 of 10 seeds: DReG-64's encoder SNR is more than ten times IWAE-64's, and the gap widens with K."""
+    ratios = [snr_medians(s, rows, "snr_encoder") for s, rows in results]
+    assert sum(d64 > 10 * i64 for i8, i64, d8, d64, _ in ratios) >= 9
+    assert sum(d64 / i64 > d8 / i8 for i8, i64, d8, d64, _ in ratios) >= 9
+
+
 def check_ring(summary: dict[str, Any], rows: Rows) -> None:
     vae_g, vae_flow, iwae_g, iwae_flow = finals(summary)
-    # under reverse KL the family decides: the flow bends around the ring
+    # under the reverse KL the family decides: the flow bends around the ring
     assert vae_flow["kl_qp"] < vae_g["kl_qp"] / 3
-    assert vae_flow["kl_pq"] < vae_g["kl_pq"] / 5
+    assert vae_flow["kl_pq"] < vae_g["kl_pq"] / 4
     # under IWAE both families turn into broad proposals over the ring
     for f in (iwae_g, iwae_flow):
         assert f["kl_pq"] < min(vae_g["kl_pq"], vae_flow["kl_pq"])
         assert f["kl_qp"] > max(vae_g["kl_qp"], vae_flow["kl_qp"])
 
 
+def across_ring(results: list[tuple[dict[str, Any], Rows]]) -> None:
+    """On 9 of 10 seeds the flow's KL(p‖q) under the VAE is more than ten times lower than the Gaussian's."""
+    assert sum(finals(s)[1]["kl_pq"] < finals(s)[0]["kl_pq"] / 10 for s, _ in results) >= 9
+
+
 def check_funnel(summary: dict[str, Any], rows: Rows) -> None:
     vae_g, vae_flow, iwae, rws = finals(summary)
     assert vae_g["kl_pq"] > 2.5 * vae_g["kl_qp"], "reverse KL under-covers the funnel"
-    gauss, flow = summary["runs"][0]["name"], summary["runs"][1]["name"]
-    half = summary["steps"] / 2
+    gauss, flow, iwae_name = (summary["runs"][i]["name"] for i in range(3))
+    steps = summary["steps"]
     for metric in ("kl_qp", "kl_pq"):  # medians over the second half: the flow's KLs spike now and then
-        assert history_median(rows, flow, metric, half) < history_median(rows, gauss, metric, half) / 5
-    for f in (iwae, rws):  # the mass-covering Gaussians
-        assert f["kl_pq"] < vae_g["kl_pq"] / 2
+        assert history_median(rows, flow, metric, steps / 2) < history_median(rows, gauss, metric, steps / 2) / 4
+    for f in (iwae, rws):  # the mass-covering Gaussians: lower KL(p‖q), usually less than half
+        assert f["kl_pq"] < 0.6 * vae_g["kl_pq"]
     assert iwae["kl_qp"] > 3 * rws["kl_qp"] > 3 * vae_g["kl_qp"]
+    # IWAE's q keeps widening: KL(q‖p) over the last quarter is several times that over the first
+    first, last = history_median(rows, iwae_name, "kl_qp", 1, steps / 4), history_median(rows, iwae_name, "kl_qp", 3 * steps / 4)
+    assert last > 3 * first
 
 
 def check_mixture(summary: dict[str, Any], rows: Rows) -> None:
     vae_g, vae_flow, iwae, rws_g, rws_flow = finals(summary)
     assert vae_g["n_modes"] == 5
-    for f in (vae_g, vae_flow, rws_g):  # one mode, the heaviest (modes are sorted by posterior mass)
+    for f in (vae_g, vae_flow, rws_g):  # one mode of five
         assert f["modes_covered"] == 1
+    for f in (vae_g, rws_g):  # the heaviest (modes are sorted by posterior mass)
         assert f["modes"][0]["q_mass"] > 0.9
-    assert iwae["modes_covered"] == 5 and rws_flow["modes_covered"] == 5
+    assert iwae["modes_covered"] == 5 and rws_flow["modes_covered"] >= 3
     q_masses = [m["q_mass"] for m in rws_flow["modes"]]
     assert q_masses[0] == max(q_masses), "RWS-flow gives the heaviest mode the largest share"
-    assert rws_flow["kl_qp"] < min(f["kl_qp"] for f in (vae_g, vae_flow, iwae, rws_g))
+
+
+def across_mixture(results: list[tuple[dict[str, Any], Rows]]) -> None:
+    """Counts over seeds 0–9: the VAE-flow's one mode is the heaviest on 9; RWS-flow covers all five on 6 and
+    has the lowest KL(q‖p) of the five runs on 8."""
+    runs = [finals(s) for s, _ in results]
+    assert sum(f[1]["modes"][0]["q_mass"] > 0.9 for f in runs) >= 9
+    assert sum(f[4]["modes_covered"] == 5 for f in runs) >= 6
+    assert sum(f[4]["kl_qp"] < min(g["kl_qp"] for g in f[:4]) for f in runs) >= 8
 
 
 CHECKS = {
-    "mode-seeking": (check_mode_seeking, NO_PROBE),
+    "mode-seeking": (check_mode_seeking, FINAL_ONLY),
     "snr-vs-k": (check_snr_vs_k, PROBE_ROWS),
     "tighter-not-better": (check_tighter_not_better, PROBE_ROWS),
     "dreg-fix": (check_dreg_fix, PROBE_ROWS),
-    "ring": (check_ring, NO_PROBE),
+    "ring": (check_ring, FINAL_ONLY),
     "funnel": (check_funnel, NO_PROBE),
-    "mixture": (check_mixture, NO_PROBE),
+    "mixture": (check_mixture, FINAL_ONLY),
 }
+
+
+# claims about how many of seeds 0–9 show something: preset -> check(list of (summary, rows) per seed)
+ACROSS_SEEDS: dict[str, Any] = {"dreg-fix": across_dreg_fix, "ring": across_ring, "mixture": across_mixture}
+
+
+@pytest.fixture(scope="module")
+def preset_runs(tmp_path_factory):
+    """Each (preset, seed) is trained once per module, shared by the per-seed and the across-seeds tests."""
+    cache: dict[tuple[str, int], tuple[dict[str, Any], Rows]] = {}
+
+    def get(name: str, seed: int) -> tuple[dict[str, Any], Rows]:
+        if (name, seed) not in cache:
+            check, view = CHECKS[name]
+            if view is PROBE_ROWS:
+                assert load_preset(name).view.snr_every == 20, "PROBE_ROWS logs one row per probe at snr_every = 20"
+            cache[name, seed] = run_preset(name, seed, tmp_path_factory.mktemp(f"{name}-{seed}"), view)
+        return cache[name, seed]
+
+    return get
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("name", PRESETS)
-def test_preset_claims(name, seed, tmp_path):
-    check, view = CHECKS[name]
-    if view is PROBE_ROWS:
-        assert load_preset(name).view.snr_every == 20, "PROBE_ROWS logs one row per probe at snr_every = 20"
-    summary, rows = run_preset(name, seed, tmp_path, view)
-    check(summary, rows)
+def test_preset_claims(name, seed, preset_runs):
+    summary, rows = preset_runs(name, seed)
+    CHECKS[name][0](summary, rows)
+    for f in finals(summary):  # every exact number is exact, and no KL is negative
+        assert f["approximate"] == "", f["approximate"]
+        assert f["kl_qp"] >= 0 and f["kl_pq"] >= 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(ACROSS_SEEDS))
+def test_preset_claims_across_seeds(name, preset_runs):
+    ACROSS_SEEDS[name]([preset_runs(name, seed) for seed in SEEDS])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SEEDS)
+def test_story_scene_3_claims(seed):
+    """"L₆₄ ends close to the exact log p(x), well above the ELBO of K = 1, and q widens over both modes with
+    K = 8 and 64" (medians of the MC bounds over the second half: one estimate per step is noisy)."""
+    scene = STORY[2]
+    session = Session(load_preset(scene.preset, [*scene.overrides, f"seed={seed}", *NO_PROBE]), device="cpu")
+    session.step(session.config.steps)
+    rows = session.metric_rows()
+    summary = session.summary()
+    vae, iwae8, iwae64 = finals(summary)
+    half = summary["steps"] / 2
+    elbo, l64 = (history_median(rows, summary["runs"][i]["name"], "bound", half) for i in (0, 2))
+    assert abs(l64 - vae["log_px"]) < 0.15 and l64 > elbo + 0.3
+    assert vae["modes_covered"] == 1 and iwae8["modes_covered"] == 2 and iwae64["modes_covered"] == 2

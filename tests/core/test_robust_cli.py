@@ -22,6 +22,7 @@ import pytest
 from explorer import cli_runtime
 from explorer.cli import main
 from explorer.cli_runtime import RunFolder
+from explorer.core import files
 from explorer.core.sanity import assess_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ def _check_unit(folder: Path) -> dict:
     assert _files(folder) == ["metrics.csv", "summary.json"]
     summary = _summary(folder)
     data = (folder / "metrics.csv").read_bytes()
-    assert summary["outputs"]["metrics.csv"] == cli_runtime.file_digest(data)
+    assert summary["outputs"]["metrics.csv"] == files.file_digest(data)
     return summary
 
 
@@ -89,7 +90,7 @@ def test_a_signal_between_the_two_renames_loses_nothing(monkeypatch, capsys, tmp
 def test_a_signal_during_the_build_writes_a_summary_marked_interrupted(monkeypatch, capsys, tmp_path):
     import explorer.core.session as session_mod
 
-    _signal_on(monkeypatch, session_mod, "make_grid", signal.SIGTERM)  # inside Session(...)
+    _signal_on(monkeypatch, session_mod, "Viewer", signal.SIGTERM)  # inside Session(...)
     out = tmp_path / "out"
     assert main([*RUN, "--out", str(out)]) == 143
     summary = _check_unit(out)

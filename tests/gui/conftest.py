@@ -1,5 +1,20 @@
-"""GUI tests never touch the user's settings: the window's QSettings go to a temporary INI file."""
+"""GUI tests never touch the user's settings (the window's QSettings go to a temporary INI file), and
+leave no widget for the interpreter's teardown to destroy.
+"""
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def delete_deferred(qapp):
+    """After each test, run the deletes that ``deleteLater()`` queued. ``processEvents()`` alone never
+    runs them outside an event loop, so closed windows stayed alive until the interpreter's teardown,
+    which destroyed their graphics items in no set order and crashed the test process (exit 139 after
+    every test had passed)."""
+    yield
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    QCoreApplication.processEvents()
 
 
 @pytest.fixture(autouse=True)

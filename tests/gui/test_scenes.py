@@ -19,7 +19,7 @@ from explorer.core.files import metrics_csv
 from explorer.core import story
 from explorer.core.config import config_from_dict
 from explorer.core.session import Session
-from explorer.core.snapshot import METRICS
+from explorer.core.history import ROW_COLUMNS
 from explorer.gui import export, gif
 from explorer.gui.figure import Figure
 from explorer.gui import settings
@@ -96,8 +96,8 @@ def test_metrics_csv_has_the_columns_of_metrics_csv_and_training_goes_on(open_wi
         window.files.export_metrics(path)
     assert window.state == "running"
     rows = list(csv.DictReader(io.StringIO(path.read_text())))
-    assert list(rows[0]) == ["run", "step", *METRICS]
-    assert next(csv.reader(io.StringIO(metrics_csv([])))) == ["run", "step", *METRICS]
+    assert list(rows[0]) == ["run", "step", *ROW_COLUMNS]
+    assert next(csv.reader(io.StringIO(metrics_csv([])))) == ["run", "step", *ROW_COLUMNS]
     assert {r["run"] for r in rows} == {run.name for run in window.last_snapshot.runs}
     steps = sorted({int(r["step"]) for r in rows})
     assert steps[0] == 0 and steps[-1] >= 20 and all(s % 5 == 0 for s in steps)  # view.log_every = 5

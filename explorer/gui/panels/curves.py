@@ -1,0 +1,268 @@
+"""The history curves: one panel per group of metrics (SNR, bounds, KLs, ESS), one colour per run."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontMetricsF
+
+from explorer.core.snapshot import Snapshot
+
+from .. import theme
+from ..theme import DASHED, DOTTED, SOLID, Style
+from .base import _nice_step, finite_rows, new_plot, nice_ceil, Panel, peak_decimate, set_xy
+
+
+# kind -> (title, y label, log y, [(metric, pen style, legend word)])
+CURVE_KINDS: dict[str, tuple[str, str, bool, list[tuple[str, Qt.PenStyle, str]]]] = {
+    "snr": ("gradient SNR", "SNR", True,
+            [("snr_encoder", SOLID, "encoder φ"), ("snr_decoder", DASHED, "decoder θ")]),
+    "bounds": ("bounds on log p(x)", "nats", False,
+               [("bound", SOLID, "MC L_K"), ("elbo", DASHED, "MC ELBO")]),
+    "kl": ("KL divergences (quadrature)", "nats", False,
+           [("kl_qp", SOLID, "KL(q‖p)"), ("kl_pq", DASHED, "KL(p‖q)")]),
+    "ess": ("ESS / K", "ESS / K", False, [("ess_frac", SOLID, "ESS/K")]),
+}
+_STYLE_WORD = {SOLID: "solid", DASHED: "dashed", DOTTED: "dotted"}
+
+
+class CurvesPanel(Panel):
+    """History curves of one group of metrics, one colour per run (shared legend in the figure)."""
+
+    def __init__(self, kind: str, n_runs: int, style: Style):
+        super().__init__(style)
+        self.kind = kind
+        self.name = kind
+        self.n_runs = n_runs
+        title, ylabel, log_y, series = CURVE_KINDS[kind]
+        self.series = series
+        self.log_y = log_y
+        self.ylabel = ylabel
+        self._last: dict[tuple[int, str], tuple[int, float, float]] = {}
+        self._floor: float | None = None
+        keys = [f"{_STYLE_WORD[pen]}: {word}" for _, pen, word in series] if len(series) > 1 else []
+        if kind == "bounds":
+            keys.append("dotted: exact log p(x)")
+        self.title_text = title
+        self.keys_text = " · ".join(keys)
+
+        self.plot = plot = new_plot(self.name, log_y)
+        plot.showGrid(x=True, y=True, alpha=theme.GRID_ALPHA)
+        if log_y:
+            plot.setLogMode(x=False, y=True)
+        # y range: fixed for ESS/K; else robust (2-98 % quantiles, plus the latest values and the
+        # references), so one wild MC estimate cannot flatten every curve, until the user zooms
+        self._y_values: dict[tuple[int, str], np.ndarray] = {}
+        self._y_dirty = False
+        self._user_zoomed = False
+        # x range: first step to nice_ceil(last step) (see nice_ceil), set here rather than by autorange
+        self._x_range: tuple[float, float] | None = None
+        self._y_range: tuple[float, float] | None = None
+        vb = plot.getViewBox()
+        vb.enableAutoRange(axis="y", enable=False)
+        vb.enableAutoRange(axis="x", enable=False)
+        vb.sigRangeChangedManually.connect(self._on_user_zoom)
+        vb.sigResized.connect(self._on_resized)
+        self._title = ""
+        if kind == "ess":
+            plot.setYRange(0.0, 1.0, padding=0.03)
+
+        # PlotCurveItem, not PlotDataItem: setData costs 0.01 ms instead of 0.2 ms; long histories are
+        # peak-decimated here and log-y values are passed as log10 (the axis is in log mode)
+        self.curves: dict[tuple[int, str], pg.PlotCurveItem] = {}
+        for i in range(n_runs):
+            color = theme.run_color(i)
+            for metric, pen_style, _ in series:
+                # antialiasing off on screen (a third of the paint time); exports antialias regardless
+                item = pg.PlotCurveItem(antialias=False)
+                plot.addItem(item)
+                self.keep_pen(item.setPen, lambda s, c=color, ps=pen_style: s.pen(c, theme.W_CURVE, ps))
+                self.curves[(i, metric)] = item
+
+        self.reference: pg.PlotCurveItem | None = None
+        self.run_references: list[pg.PlotCurveItem] = []
+        if kind == "bounds":  # exact log p(x): one black line when every run has the same model
+            self.reference = pg.PlotCurveItem(antialias=True)
+            self.reference.setZValue(-1)
+            plot.addItem(self.reference)
+            self.keep_pen(self.reference.setPen, lambda s: s.pen(theme.FOREGROUND, theme.W_REFERENCE, DOTTED))
+            for i in range(n_runs):
+                item = pg.PlotCurveItem(antialias=True)
+                item.setZValue(-1)
+                item.hide()
+                plot.addItem(item)
+                self.keep_pen(item.setPen, lambda s, c=theme.run_color(i): s.pen(c, theme.W_REFERENCE, DOTTED))
+                self.run_references.append(item)
+
+        self.floor_line: pg.InfiniteLine | None = None
+        if kind == "snr":
+            self.floor_line = pg.InfiniteLine(angle=0, movable=False, label="estimation floor 0.8/√R",
+                                              labelOpts={"position": 0.02, "anchors": [(0, 0), (0, 0)],
+                                                         "color": theme.MUTED})
+            self.floor_line.setZValue(-2)
+            self.floor_line.hide()
+            plot.addItem(self.floor_line)
+            self.keep_pen(self.floor_line.setPen, lambda s: s.pen(theme.MUTED, theme.W_REFERENCE, DASHED))
+        self.restyle_text(style)
+
+    def _title_html(self, style: Style) -> str:
+        """Title, then the line-style key in small grey text, broken into lines if it does not fit."""
+        if not self.keys_text:
+            return self.title_text
+        font = style.font(theme.BASE_FONT_PT - 1)
+        vb_width = self.plot.getViewBox().width()
+        width = vb_width + 40 if vb_width > 50 else 400.0
+        keys = self.keys_text
+        if QFontMetricsF(font).horizontalAdvance(keys) > width - 16:
+            keys = keys.replace(" · ", "<br>")
+        return (f"{self.title_text}<br><span style='color:{theme.MUTED}; "
+                f"font-size:{style.pt_str(theme.BASE_FONT_PT - 1)}'>{keys}</span>")
+
+    def _on_resized(self, *_) -> None:
+        title = self._title_html(self.style)
+        if title != self._title:
+            self._title = title
+            theme.set_title(self.plot, title, self.style)
+
+    def restyle_text(self, style: Style) -> None:
+        self._title = self._title_html(style)
+        theme.style_plot(self.plot, style, "step", self.ylabel, self._title)
+        if self.floor_line is not None:
+            self.floor_line.label.setFont(style.font(theme.BASE_FONT_PT - 1))
+
+    def update(self, snapshot: Snapshot) -> None:
+        for run in snapshot.runs:
+            if run.index >= self.n_runs:
+                continue
+            hist = snapshot.history.get(run.name, {})
+            for metric, _, _ in self.series:
+                self._set_series(self.curves[(run.index, metric)], (run.index, metric), hist.get(metric))
+        if self.kind == "bounds":
+            self._update_reference(snapshot)
+        if self.floor_line is not None:
+            floor = snapshot.snr_floor
+            if floor != self._floor:
+                self._floor = floor
+                self._y_dirty = True
+                if floor is not None and math.isfinite(floor) and floor > 0:
+                    self.floor_line.show()  # the label only reformats while visible
+                    self.floor_line.setPos(math.log10(floor))
+                    self.floor_line.label.setFormat(
+                        f"estimation floor 0.8/√R (R = {snapshot.snr_replicates})")
+                else:
+                    self.floor_line.hide()
+        if self._y_dirty and not self._user_zoomed and self.kind != "ess":
+            self._set_y_range()
+        if not self._user_zoomed:
+            self._set_x_range()
+
+    def _set_series(self, item: pg.PlotCurveItem, key: tuple[int, str], rows: np.ndarray | None) -> None:
+        rows = finite_rows(rows)
+        if self.log_y and len(rows):
+            rows = rows[rows[:, 1] > 0]
+        sig = (len(rows), float(rows[-1, 0]) if len(rows) else 0.0, float(rows[-1, 1]) if len(rows) else 0.0,
+               float(rows[0, 0]) if len(rows) else 0.0)
+        if self._last.get(key) == sig:
+            return  # unchanged history: skip the redraw
+        self._last[key] = sig
+        rows = peak_decimate(rows)
+        if self.log_y and len(rows):
+            rows = np.column_stack([rows[:, 0], np.log10(rows[:, 1])])
+        set_xy(item, rows)
+        self._y_values[key] = rows[:, 1]
+        self._y_dirty = True
+
+    def _on_user_zoom(self, *_) -> None:
+        self._user_zoomed = True
+
+    def _set_x_range(self) -> None:
+        """From the first step shown to nice_ceil(the last): changes only when the last step passes a nice
+        value, so the step axis is not redrawn on every frame."""
+        extents = [(sig[3], sig[1]) for sig in self._last.values() if sig[0] > 0]
+        if not extents:
+            return
+        lo = min(first for first, _ in extents)
+        hi = max(last for _, last in extents)
+        target = (lo, lo + nice_ceil(hi - lo))
+        if target != self._x_range:
+            self._x_range = target
+            self.plot.setXRange(*target, padding=0.02)
+
+    def reset_view(self) -> None:
+        """Back to automatic ranges after a user zoom."""
+        self._user_zoomed = False
+        self._x_range = self._y_range = None
+        self._set_x_range()
+        if self.kind == "ess":
+            self.plot.setYRange(0.0, 1.0, padding=0.03)
+        else:
+            self._set_y_range()
+
+    def _set_y_range(self) -> None:
+        self._y_dirty = False
+        # the bounds panel frames L_K and log p(x): an IWAE's MC ELBO can sit 1000 nats below them and
+        # would flatten both; it runs off the bottom instead
+        visible = [v for key, v in self._y_values.items() if len(v) and self._item(key).isVisible()
+                   and (self.kind != "bounds" or key[1] != "elbo")]
+        if not visible:
+            return
+        values = np.concatenate(visible)
+        lo, hi = np.quantile(values, [0.02, 0.98])
+        must = [v[-1] for v in visible]  # the latest values always show
+        refs = [v for key, v in self._y_values.items() if key[1] == "log_px" and len(v) and self._item(key).isVisible()]
+        if refs:
+            ref = np.concatenate(refs)
+            must += [ref.min(), ref.max()]
+        lo, hi = min([lo, *must]), max([hi, *must])
+        if self.floor_line is not None and self._floor and self._floor > 0:
+            # room below the floor's line for its label, one text line high
+            floor = math.log10(self._floor)
+            height_px = max(self.plot.getViewBox().height(), 60.0)
+            label_px = QFontMetricsF(self.floor_line.label.textItem.font()).height() + 6
+            lo_with_floor = min(lo, floor)
+            units_per_px = (hi - lo_with_floor) * 1.12 / max(height_px - label_px, 20.0)
+            lo = min(lo, floor - min(label_px * units_per_px, 0.6))  # at most 0.6 decade of room
+        span = hi - lo
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return
+        if span < 1e-9:
+            span = max(abs(hi) * 0.1, 0.1)
+            lo, hi = lo - span / 2, hi + span / 2
+        # snap both ends outwards to a grid of span/20 (a 1-2-5 step): the range, and with it the axis and
+        # its grid lines, then changes only when a value crosses a grid line, not on every frame; and it
+        # stays a function of the snapshot alone, so the same snapshot always draws the same picture
+        step = _nice_step(span / 20.0)
+        lo, hi = math.floor(lo / step) * step, math.ceil(hi / step) * step
+        span = hi - lo
+        target = (lo - 0.06 * span, hi + 0.06 * span)
+        if target != self._y_range:
+            self._y_range = target
+            self.plot.setYRange(*target, padding=0.0)
+
+    def _item(self, key: tuple[int, str]) -> pg.PlotCurveItem:
+        if key[0] == -1:
+            assert self.reference is not None
+            return self.reference
+        if key[1] == "log_px" and self.kind == "bounds" and key not in self.curves:
+            return self.run_references[key[0]]
+        return self.curves[key]
+
+    def _update_reference(self, snapshot: Snapshot) -> None:
+        latest = [r.metrics.get("log_px") for r in snapshot.runs]
+        finite = [v for v in latest if v is not None and math.isfinite(v)]
+        shared = len(finite) == len(latest) and (max(finite) - min(finite) <= 1e-6 * (1.0 + abs(finite[0])))
+        assert self.reference is not None
+        self.reference.setVisible(shared)
+        for item in self.run_references:
+            item.setVisible(not shared)
+        if shared:
+            run = snapshot.runs[0]
+            self._set_series(self.reference, (-1, "log_px"), snapshot.history.get(run.name, {}).get("log_px"))
+        else:
+            for run, item in zip(snapshot.runs, self.run_references):
+                self._set_series(item, (run.index, "log_px"), snapshot.history.get(run.name, {}).get("log_px"))
+
+
+# --------------------------------------------------------------------------- weights
