@@ -1,6 +1,6 @@
 """The monkey: a seeded sequence of random GUI actions against the window, to find what takes it down.
 
-``python -m benchmarks.monkey [--seeds 0,1,2] [--actions 300] [--engines process,thread] [--json FILE]``
+``python -m benchmarks.monkey [--seeds 0,1,2] [--actions 300] [--engines process,thread] [--jobs 1] [--json FILE]``
 
 Actions (drawn with fixed weights from ``random.Random(seed)``): every spin box set to values inside and at
 the edges of its range (the budget's maximum included), typed past them and typed as garbage; every combo
@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -545,11 +546,11 @@ def run_one(seed: int, actions: int, engine: str, timeout_s: float, trail_path: 
             open(trail_path, "w", encoding="utf-8") if trail_path else contextlib.nullcontext() as trail:
         paths = hostile_files(Path(tmp))
         window = MainWindow(load_preset(rng.choice(("mode-seeking", "snr-vs-k", "dreg-fix"))))
-        window.error_shown.connect(lambda text: recorder.errors.append(
-            (window.messages.error_box.windowTitle() if window.messages.error_box else "?", text.splitlines()[0])))
+        window.error_shown.connect(lambda text, messages=window.messages: recorder.errors.append(
+            (messages.error_box.windowTitle() if messages.error_box else "?", text.splitlines()[0])))
         window.show()
         monkey = Monkey(window, rng, paths, trail, timeout_s)
-        monkey.until(lambda: window.last_snapshot is not None, timeout_s)
+        monkey.until(lambda: monkey.window.last_snapshot is not None, timeout_s)
         monkey.run(actions)
         report.update(monkey.finish(timeout_s))
         report["counts"] = dict(sorted(monkey.counts.items()))
@@ -561,7 +562,7 @@ def run_one(seed: int, actions: int, engine: str, timeout_s: float, trail_path: 
         window.deleteLater()
         app.sendPostedEvents(None, QEvent.Type.DeferredDelete)
         app.processEvents()
-        del window, monkey
+        window = monkey = None  # the last references: the wrappers go before the count below
         gc.collect()
         report["widgets_left"] = [f"{type(w).__name__} {w.objectName()!r}" for w in QApplication.topLevelWidgets()
                                   if type(w).__name__ not in QT_OWN_WIDGETS]
@@ -600,7 +601,8 @@ def problems(report: dict[str, Any]) -> list[str]:
         found.append(f"exit code {report['returncode']}")
     if not report.get("alive", False):
         found.append("the session was not alive at the end")
-    for key in ("qt_warnings", "exceptions", "unexpected_errors", "leaked_threads", "leaked_processes"):
+    for key in ("qt_warnings", "exceptions", "unexpected_errors", "leaked_threads", "leaked_processes",
+                "widgets_left"):
         if report.get(key):
             found.append(f"{len(report[key])} {key.replace('_', ' ')}")
     leaks = [w for w in report.get("log_warnings", []) if any(p in w for p in LEAK_WARNINGS)]
@@ -638,6 +640,19 @@ def run_child(seed: int, actions: int, engine: str, timeout_s: float, memory_bud
         return report
 
 
+def _print_run(report: dict[str, Any]) -> None:
+    print(f"monkey seed {report.get('seed')}, {report.get('engine')} engine: {report.get('actions_done', '?')} actions "
+          f"in {report.get('wall_s', '?')} s, {report.get('builds', '?')} sessions built, "
+          f"{report.get('errors_shown', '?')} errors shown {report.get('error_titles', {})}: "
+          + ("OK" if not report["problems"] else "FAILED: " + "; ".join(report["problems"])), flush=True)
+    for line in report.get("unexpected_errors", [])[:5] + report.get("exceptions", [])[:3] \
+            + report.get("qt_warnings", [])[:5]:
+        print(f"    {line.strip()[:2000]}")
+    if report["returncode"] != 0:
+        print("    last actions:\n      " + "\n      ".join(report.get("last_actions", [])))
+        print("    output:\n" + report.get("stderr_tail", ""), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.monkey", description=__doc__.splitlines()[0])
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
@@ -645,6 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--engines", default="process,thread", help="process, thread or both (default both)")
     p.add_argument("--memory-budget", default="2GB", help="VAE_EXPLORER_MEMORY_BUDGET for the runs (default 2GB)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a build or a snapshot")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process (default 1)")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--trail", help=argparse.SUPPRESS)
@@ -654,7 +670,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         p.error(f"--seeds: expected integers separated by commas, got {args.seeds!r}")
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    if not seeds or args.actions < 1 or any(e not in ("process", "thread") for e in engines) or not engines:
+    if not seeds or not engines or args.actions < 1 or args.jobs < 1 \
+            or any(e not in ("process", "thread") for e in engines):
         p.error("expected at least one seed, --actions >= 1 and --engines from process, thread")
     if args.child:
         faulthandler.enable()
@@ -662,25 +679,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2, ensure_ascii=False))
         return 0
-    runs, t0 = [], time.perf_counter()
-    for engine in engines:
-        for seed in seeds:
-            report = run_child(seed, args.actions, engine, args.timeout, args.memory_budget)
+    t0 = time.perf_counter()
+    todo = [(engine, seed) for engine in engines for seed in seeds]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # the children mostly wait on the event loop
+        futures = {pool.submit(run_child, seed, args.actions, engine, args.timeout, args.memory_budget): (engine, seed)
+                   for engine, seed in todo}
+        done: dict[tuple[str, int], dict[str, Any]] = {}
+        for future in as_completed(futures):
+            report = future.result()
             report["problems"] = problems(report)
-            runs.append(report)
-            print(f"monkey seed {seed}, {engine} engine: {report.get('actions_done', '?')} actions in "
-                  f"{report.get('wall_s', '?')} s, {report.get('builds', '?')} sessions built, "
-                  f"{report.get('errors_shown', '?')} errors shown {report.get('error_titles', {})}: "
-                  + ("OK" if not report["problems"] else "FAILED: " + "; ".join(report["problems"])), flush=True)
-            for line in report.get("unexpected_errors", [])[:5] + report.get("exceptions", [])[:3] \
-                    + report.get("qt_warnings", [])[:5]:
-                print(f"    {line.strip()[:2000]}")
-            if report["returncode"] != 0:
-                print("    last actions:\n      " + "\n      ".join(report.get("last_actions", [])))
-                print("    output:\n" + report.get("stderr_tail", ""))
+            done[futures[future]] = report
+            _print_run(report)
+    runs = [done[key] for key in todo]
     summary = {"seeds": seeds, "engines": engines, "actions_per_run": args.actions,
-               "actions_done": sum(r.get("actions_done", 0) for r in runs), "wall_s": round(time.perf_counter() - t0, 1),
-               "ok": all(not r["problems"] for r in runs), "runs": runs}
+               "actions_done": sum(r.get("actions_done", 0) for r in runs),
+               "wall_s": round(time.perf_counter() - t0, 1), "ok": all(not r["problems"] for r in runs), "runs": runs}
     print(f"monkey: {summary['actions_done']} actions in {len(runs)} runs, {summary['wall_s']} s: "
           + ("OK" if summary["ok"] else "FAILED"))
     if args.json:

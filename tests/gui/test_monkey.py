@@ -25,7 +25,7 @@ ACTIONS = 150
 def _describe(run: dict) -> str:
     lines = [f"seed {run.get('seed')}, {run.get('engine')} engine: {run.get('problems')}"]
     for key in ("unexpected_errors", "exceptions", "qt_warnings", "leaked_threads", "leaked_processes",
-                "log_warnings"):
+                "widgets_left", "log_warnings"):
         lines += [f"  {key}: {item}" for item in run.get(key, [])[:5]]
     lines += [f"  last action: {a}" for a in run.get("last_actions", [])]
     if run.get("stderr_tail"):
