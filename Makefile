@@ -40,7 +40,7 @@ gallery: $(STAMP)
 # with faulthandler on) at 1 500 actions x 4 seeds on each engine; each exits 1 on a missed target
 soak: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m benchmarks.soak
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m benchmarks.monkey --seeds 0,1,2,3 --actions 1500 --engines process,thread
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m benchmarks.monkey --seeds 0,1,2,3 --actions 1500 --engines process,thread --jobs 2
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,7 @@ SETTLE_MS = (0, 0, 5, 20, 50, 100, 250)
 QT_OWN_WIDGETS = ("QTipLabel",)
 PATIENCE = 0.75  # how often the monkey waits for a new session to be built before it acts again
 TRAIL_KEEP = 40
+SIGNALS = {int(s) for s in signal.Signals}
 
 
 # --------------------------------------------------------------------------- the files it opens and writes
@@ -187,6 +189,8 @@ class Monkey:
         self.window, self.rng, self.paths, self._trail, self.timeout_s = window, rng, paths, trail, timeout_s
         self.counts: dict[str, int] = {}
         self.recent: list[str] = []
+        self.while_running = 0  # actions begun while training ran
+        self.top_step = 0  # the highest step a snapshot showed
         self._dialog: Any = None
         self.actions: list[tuple[float, str, Callable[[], str]]] = [
             (18, "spin box", self.spin_box), (5, "combo box", self.combo_box), (3, "preset", self.preset),
@@ -209,8 +213,10 @@ class Monkey:
         weights = [w for w, _, _ in self.actions]
         _, kind, act = self.rng.choices(self.actions, weights)[0]
         self._note(f"{index} {kind}: ...")
+        self.while_running += self.window.state == "running"
         what = act()
         self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.top_step = max(self.top_step, getattr(self.window.last_snapshot, "step", 0) or 0)
         self._note(f"{index} {kind}: {what} [{self.window.state}, step "
                    f"{getattr(self.window.last_snapshot, 'step', None)}]")
 
@@ -555,6 +561,8 @@ def run_one(seed: int, actions: int, engine: str, timeout_s: float, trail_path: 
         report.update(monkey.finish(timeout_s))
         report["counts"] = dict(sorted(monkey.counts.items()))
         report["actions_done"] = sum(monkey.counts.values())
+        report["actions_while_running"] = monkey.while_running
+        report["top_step"] = monkey.top_step
         report["last_actions"] = monkey.recent[-10:]
         report["builds"] = window.controller.builds
         # closed as run_gui closes it: the window and everything it owns deleted while Qt is up
@@ -597,8 +605,10 @@ def _tally(items: Any) -> dict[str, int]:
 def problems(report: dict[str, Any]) -> list[str]:
     """What is wrong with one run's report (empty: clean)."""
     found = []
-    if report.get("returncode", 0) != 0:
-        found.append(f"exit code {report['returncode']}")
+    code = report.get("returncode", 0)
+    if code != 0:  # a child killed by a signal: -6 is an abort (a shell's 134), -11 a segfault (139)
+        name = f" ({signal.Signals(-code).name})" if isinstance(code, int) and -code in SIGNALS else ""
+        found.append(f"exit code {code}{name}")
     if not report.get("alive", False):
         found.append("the session was not alive at the end")
     for key in ("qt_warnings", "exceptions", "unexpected_errors", "leaked_threads", "leaked_processes",
@@ -642,7 +652,8 @@ def run_child(seed: int, actions: int, engine: str, timeout_s: float, memory_bud
 
 def _print_run(report: dict[str, Any]) -> None:
     print(f"monkey seed {report.get('seed')}, {report.get('engine')} engine: {report.get('actions_done', '?')} actions "
-          f"in {report.get('wall_s', '?')} s, {report.get('builds', '?')} sessions built, "
+          f"in {report.get('wall_s', '?')} s ({report.get('actions_while_running', '?')} while training, steps up "
+          f"to {report.get('top_step', '?')}), {report.get('builds', '?')} sessions built, "
           f"{report.get('errors_shown', '?')} errors shown {report.get('error_titles', {})}: "
           + ("OK" if not report["problems"] else "FAILED: " + "; ".join(report["problems"])), flush=True)
     for line in report.get("unexpected_errors", [])[:5] + report.get("exceptions", [])[:3] \

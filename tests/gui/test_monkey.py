@@ -40,7 +40,8 @@ def test_random_gui_actions_never_crash_warn_or_leak_and_the_session_lives(tmp_p
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.run([sys.executable, "-m", "benchmarks.monkey", "--seeds", ",".join(map(str, SEEDS)),
-                           "--actions", str(ACTIONS), "--engines", engine, "--json", str(report_path)],
+                           "--actions", str(ACTIONS), "--engines", engine, "--jobs", str(len(SEEDS)),
+                           "--json", str(report_path)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert report_path.is_file(), proc.stdout + proc.stderr
     report = json.loads(report_path.read_text(encoding="utf-8"))
@@ -55,3 +56,20 @@ def test_random_gui_actions_never_crash_warn_or_leak_and_the_session_lives(tmp_p
         # it did what a user would: trained, rebuilt, met bad files and unwritable folders
         assert run["builds"] >= 5 and run["errors_shown"] >= 5
         assert {"spin box", "preset", "open file", "write file", "gif", "story"} <= set(run["counts"])
+
+
+def test_a_report_fails_on_a_crash_a_warning_a_leak_or_a_dead_session():
+    from benchmarks.monkey import problems
+
+    clean = {"returncode": 0, "alive": True, "qt_warnings": [], "exceptions": [], "unexpected_errors": [],
+             "leaked_threads": [], "leaked_processes": [], "widgets_left": [], "log_warnings": []}
+    assert problems(clean) == []
+    assert problems({**clean, "returncode": -6}) == ["exit code -6 (SIGABRT)"]
+    assert problems({**clean, "returncode": -11}) == ["exit code -11 (SIGSEGV)"]
+    assert problems({**clean, "alive": False}) == ["the session was not alive at the end"]
+    for key in ("qt_warnings", "exceptions", "unexpected_errors", "leaked_threads", "leaked_processes",
+                "widgets_left"):
+        assert problems({**clean, key: ["something"]}) == [f"1 {key.replace('_', ' ')}"]
+    stuck = "explorer.gui.engine: the training thread did not stop within 0.9 s and is still running"
+    assert problems({**clean, "log_warnings": [stuck]}) == [f"logged: {stuck}"]
+    assert problems({**clean, "log_warnings": ["explorer.gui.x: a note"]}) == []
