@@ -32,7 +32,7 @@ from .errors import ConfigError
 from .session import RunFailure, Session
 
 #: commands a Session applies itself (they change what a snapshot shows)
-SESSION_COMMANDS = ("step", "set_lr", "set_run", "set_observation", "reset", "reseed")
+SESSION_COMMANDS = ("step", "set_lr", "set_run", "set_observation", "set_view", "reset", "reseed")
 #: requests: answered with a Reply carrying the request's id
 REQUESTS = ("metric_rows", "summary", "save_session", "write_metrics")
 #: background work (Session.background_work: fits and evaluations that run beside training) gets slices of

@@ -282,6 +282,8 @@ class SessionController(QObject):
             self._send("set_lr", run=None, lr=config.train.lr)
         elif key == "problem.observation":
             self._send("set_observation", index=config.problem.observation)
+        elif key in edits.LIVE_VIEW_KEYS:
+            self._send("set_view", key=key.split(".", 1)[1], value=value)
         elif key.endswith(".lr"):
             self._send("set_lr", run=int(index), lr=value)
         else:

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import QApplication, QGraphicsItem, QSizePolicy
 from explorer.core.snapshot import Snapshot
 
 from . import export, theme
-from .panels import CurvesPanel, DataPanel, PosteriorPanel, WeightsPanel
+from .panels import CurvesPanel, DataPanel, GradientsPanel, PosteriorPanel, WeightsPanel
 from .theme import Style
 
 CURVE_KINDS = ("snr", "bounds", "kl", "ess")
@@ -63,6 +63,8 @@ class Figure(pg.GraphicsLayoutWidget):
         self.data_panel: DataPanel | None = None
         self.curves: dict[str, CurvesPanel] = {}
         self.weights: WeightsPanel | None = None
+        self.gradients: GradientsPanel | None = None  # with view.gradients: a row of histograms at the bottom
+        self._gradients_frozen = False
         self.caption: pg.LabelItem | None = None
         self.key: pg.LabelItem | None = None
         self.legend: pg.LegendItem | None = None
@@ -88,9 +90,12 @@ class Figure(pg.GraphicsLayoutWidget):
         """Show ``snapshot``: rebuild the layout if its shape changed, else only feed new data."""
         data = np.asarray(snapshot.data)
         x_dim = int(data.shape[1]) if data.ndim == 2 else 1
-        key = (len(snapshot.runs), snapshot.problem, x_dim, tuple(float(b) for b in snapshot.box))
+        key = (len(snapshot.runs), snapshot.problem, x_dim, tuple(float(b) for b in snapshot.box),
+               snapshot.show_gradients)
         if key != self._key:
             self._build(len(snapshot.runs), x_dim, snapshot.box)
+            if snapshot.show_gradients:
+                self._add_gradients(len(snapshot.runs))
             self._key = key
             self._set_item_cache(self._item_cache)
         self._snapshot = snapshot
@@ -125,7 +130,15 @@ class Figure(pg.GraphicsLayoutWidget):
         out += [self.curves[k] for k in CURVE_KINDS if k in self.curves]
         if self.weights is not None:
             out.append(self.weights)
+        if self.gradients is not None:
+            out.append(self.gradients)
         return out
+
+    def set_gradients_frozen(self, frozen: bool) -> None:
+        """Freeze the gradient histograms' axes (animations), now and after a rebuild."""
+        self._gradients_frozen = bool(frozen)
+        if self.gradients is not None:
+            self.gradients.set_frozen(frozen)
 
     def reset_views(self) -> None:
         """Undo user zooms: posteriors back to the latent box, curves back to their automatic ranges."""
@@ -157,7 +170,7 @@ class Figure(pg.GraphicsLayoutWidget):
         if self.data_panel is not None:
             self.data_panel.observation_clicked.disconnect(self.observation_clicked)
         self.ci.clear()
-        self.posteriors, self.data_panel, self.curves, self.weights = [], None, {}, None
+        self.posteriors, self.data_panel, self.curves, self.weights, self.gradients = [], None, {}, None, None
         self.caption = self.key = self.legend = self.colorbar = None
         self._legend_samples = []
         self._legend_names = []
@@ -239,6 +252,13 @@ class Figure(pg.GraphicsLayoutWidget):
         layout.setRowStretchFactor(1, 13 * rows)
         layout.setRowStretchFactor(2, 10)
         self._style_chrome(style)
+
+    def _add_gradients(self, n_runs: int) -> None:
+        """The gradient histograms (panels/gradients.py) as a row under everything else."""
+        self.gradients = GradientsPanel(n_runs, self._style)
+        self.gradients.set_frozen(self._gradients_frozen)
+        self.ci.addItem(self.gradients.plot, row=3, col=0)
+        self.ci.layout.setRowStretchFactor(3, 8)
 
     # ------------------------------------------------------------------ per frame
     def _update_caption(self, s: Snapshot) -> None:

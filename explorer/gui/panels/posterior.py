@@ -14,6 +14,7 @@ from explorer.core.snapshot import RunView, Snapshot
 
 from .. import theme
 from ..theme import Style, fmt
+from .arrows import ArrowLayer
 from .base import (MAX_MODE_LABELS, SIGMA_LEVELS, Contourer, err_digits, new_plot, Panel, PointsItem,
                    same_array, sanitise_log_density, wrap_lines)
 
@@ -117,6 +118,7 @@ class PosteriorPanel(Panel):
         self.particles.setZValue(4)
         plot.addItem(self.particles)
         self.keep_pen(self.particles.setPen, lambda s: s.pen("#000000", theme.W_MARKER_EDGE))
+        self.arrows = ArrowLayer(plot, self.particles, self.keep_pen)  # the encoder's gradient, per particle
 
         self.mode_labels = []
         for _ in range(MAX_MODE_LABELS):
@@ -211,6 +213,7 @@ class PosteriorPanel(Panel):
         self.diverged_frame.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
         if self._run is not None:
             self._set_modes(self._run)
+            self.arrows.place((x0, x1, y0, y1))
 
     # ------------------------------------------------------------------ text
     def restyle_text(self, style: Style) -> None:
@@ -220,6 +223,7 @@ class PosteriorPanel(Panel):
         self.diverged_text.setFont(style.font(theme.BASE_FONT_PT + 5, bold=True))
         self.warning_text.setFont(style.font(theme.BASE_FONT_PT - 1.5))
         self.pin_text.setFont(style.font(theme.BASE_FONT_PT - 2))
+        self.arrows.restyle_text(style)
         if self._run is not None:
             self._title = ""
             self._set_title(self._run)
@@ -280,6 +284,7 @@ class PosteriorPanel(Panel):
         self.q_samples.setData(run.q_samples)
 
         self._set_particles(run)
+        self.arrows.update(snapshot.show_arrows, run, self.view_rect())
         self._set_modes(run)
         self._set_diverged(run.diverged_step)
         self._set_warning(run)
