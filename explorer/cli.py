@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 from .cli_runtime import SIGNALS as SIGNALS_HANDLED
 from .cli_runtime import Interrupted, OutputError, RunFolder, Signals
 from .core.errors import ConfigError
+from .gui.layout import ASPECTS, EXPORT_STYLES, PANEL_NAMES  # names only: no Qt
 
 COMMANDS = ("gui", "run", "snr", "shot", "list", "sweep", "plot")
 
@@ -81,8 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     _scene_args(shot, required=True)
     shot.add_argument("--steps", type=int, help="training steps before the picture (default: the config's steps)")
     shot.add_argument("--out", required=True, metavar="FILE", help="FILE.png, FILE.svg or FILE.gif")
-    shot.add_argument("--width", type=int, help="output width in pixels")
-    shot.add_argument("--panel", help="export one panel only (see the window's export dialog for names)")
+    shot.add_argument("--width", type=int, help="output width in pixels (default: the style's: screen 1600, "
+                      "talk 1920, paper 2400; GIF 1280)")
+    shot.add_argument("--style", default="screen", choices=tuple(EXPORT_STYLES),
+                      help="screen: as the window; talk: presentation fonts and lines; paper: compact, for print")
+    shot.add_argument("--aspect", default="16:10", choices=tuple(ASPECTS), help="the figure's width:height")
+    shot.add_argument("--panel", metavar="NAME",
+                      help=f"export one panel only, with its legend: one of {', '.join(PANEL_NAMES)} "
+                           "(posterior: the first run's; posterior-N: run N's)")
     shot.add_argument("--frames", type=int, default=40, help="GIF: number of frames")
     shot.add_argument("--every", type=int, help="GIF: training steps between frames (default: steps/frames)")
 
@@ -404,7 +411,7 @@ def cmd_shot(args: argparse.Namespace) -> int:
                out.suffix.lower(), args.panel is not None)
     from .gui.shot import render_shot
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"style": args.style, "aspect": args.aspect}
     if args.panel:
         kwargs["panel"] = args.panel
     if gif:

@@ -263,6 +263,11 @@ class SessionController(QObject):
             self.pause()
         self._send("step", n=n)
 
+    def fast_forward(self, n: int) -> None:
+        """Train ``n`` steps without snapshots (Notices say the progress), then pause; Pause stops it."""
+        self._send("fast_forward", n=int(n))
+        self._set_state("running")
+
     @Slot()
     def reset(self) -> None:
         """Back to step 0 with the same seed (same data, same initial weights)."""

@@ -195,11 +195,15 @@ class MainWindow(QMainWindow):
             ActionSpec("step_slowly", "One Step, Slowly", self.slow_step.start, "Shift+S",
                        "One training step in four stages: particles, weights, gradient arrows, update"),
             ActionSpec("reset", "Reset", self.reset, "R", "Back to step 0 with the same seed"),
+            ActionSpec("fast_forward", "Train N Steps Without Drawing…", self.ask_fast_forward, "Ctrl+T",
+                       "Train a long scene fast: no frames until the steps are done (Pause stops it)"),
             ActionSpec("reseed", "Reseed", self.reseed, None, "Back to step 0 with a new seed"),
             ActionSpec("presentation", "Presentation Mode", self.set_presentation, "P",
                        "Large fonts and lines; controls, menus and status bar hidden", checkable=True),
             ActionSpec("fullscreen", "Full Screen", self._set_fullscreen, "F", checkable=True),
             ActionSpec("leave_modes", "Leave Presentation / Full Screen", self.leave_modes, "Escape"),
+            ActionSpec("reset_views", "Reset Views", self.figure.reset_views, "0",
+                       "Undo zooms: every panel back to its own range (a double-click resets one panel; R too)"),
             ActionSpec("gradients", "Gradient Histograms", lambda on: self.edit("view.gradients", on), "H",
                        "The SNR probe's gradient estimates of one encoder and one decoder parameter, per run",
                        checkable=True),
@@ -325,8 +329,17 @@ class MainWindow(QMainWindow):
         self.edit("problem.x_obs", list(point))
 
     @Slot()
+    def ask_fast_forward(self) -> None:
+        """Ask how many steps, then train them without drawing (controller.fast_forward)."""
+        from PySide6.QtWidgets import QInputDialog
+
+        n, ok = QInputDialog.getInt(self, "Train without drawing", "Steps:", 1000, 1, 10_000_000, 100)
+        if ok:
+            self.controller.fast_forward(n)
+
     def reset(self) -> None:
         self.controller.reset()
+        self.figure.reset_views()
         self.messages.show_message("Reset to step 0 (same seed)")
 
     @Slot()
@@ -363,11 +376,24 @@ class MainWindow(QMainWindow):
         self._last_snapshot = snapshot
         self.figure.update_snapshot(snapshot)
         self.messages.show_snapshot(snapshot)
+        if self.controller.state != "running":
+            self._set_start_text()
         self.snapshot_shown.emit(snapshot.step)
+
+    def _set_start_text(self) -> None:
+        """Paused part-way (the scene's steps reached, or the user paused): the Start button says Continue."""
+        button = self.controls.start_pause
+        step = self._last_snapshot.step if self._last_snapshot is not None else 0
+        if self.controller.state == "running":
+            return
+        text = "Continue" if step > 0 else "Start"
+        if button.text() != text:
+            button.setText(text)
 
     @Slot(str)
     def _on_state(self, state: str) -> None:
         self.controls.set_state(state)
+        self._set_start_text()
         if state == "running" and self.messages.message_text().startswith(("Paused:", "Story:")):
             self.messages.show_message("")
         self.state_changed.emit(state)
