@@ -98,6 +98,16 @@ STORY: tuple[StoryScene, ...] = (
         ),
         preset="dreg-fix",
     ),
+    StoryScene(
+        title="8 · Amortisation: one encoder for every x",
+        caption=(
+            "A VAE's q(z|x) is one network for every x. The dashed q* is the best Gaussian for the shown x "
+            "alone, and the gap splits in two: the approximation gap (≈ ln 2: no Gaussian covers both modes) and "
+            "the amortisation gap, what sharing the encoder costs here. On the data the large encoder's is small; "
+            "drag x in the data panel away from the data and watch it grow, while the small encoder pays everywhere."
+        ),
+        preset="amortisation",
+    ),
 )
 
 
