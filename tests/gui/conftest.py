@@ -59,3 +59,15 @@ def open_window(qtbot):
         assert window.controller.engine is None
         window.deleteLater()
     QApplication.processEvents()
+
+
+@pytest.fixture
+def figure(qtbot):
+    """A bare Figure at 1400×900 (a module may define its own, e.g. one already showing a snapshot)."""
+    from explorer.gui.figure import Figure
+
+    fig = Figure()
+    qtbot.addWidget(fig)
+    fig.resize(1400, 900)
+    yield fig
+    fig.close()

@@ -15,26 +15,10 @@ from PySide6.QtTest import QTest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_snapshot import make_snapshot  # noqa: E402
+from window_helpers import show  # noqa: E402
 
 from explorer.gui.figure import Figure  # noqa: E402
 from explorer.gui.panels import Contourer, peak_decimate, sanitise_log_density  # noqa: E402
-
-
-@pytest.fixture
-def figure(qtbot):
-    fig = Figure()
-    qtbot.addWidget(fig)
-    fig.resize(1400, 900)
-    yield fig
-    fig.close()
-
-
-def show(qtbot, fig: Figure, snapshot) -> None:
-    fig.update_snapshot(snapshot)
-    fig.show()
-    qtbot.waitExposed(fig)
-    fig.update_snapshot(snapshot)
-    qtbot.wait(1)
 
 
 @pytest.mark.parametrize("n_runs", [1, 2, 3, 4])

@@ -14,20 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_snapshot import make_snapshot  # noqa: E402
 
 from explorer.core import exact  # noqa: E402
-from explorer.gui.figure import Figure  # noqa: E402
 import numpy as np  # noqa: E402
 
 from explorer.core.cubature import pad  # noqa: E402
 from explorer.gui.panels import FOLLOW_MARGIN, err_digits, follow, wrap_lines  # noqa: E402
-
-
-@pytest.fixture
-def figure(qtbot):
-    fig = Figure()
-    qtbot.addWidget(fig)
-    fig.resize(1400, 900)
-    yield fig
-    fig.close()
 
 
 def _with_view(snapshot, box, paused=False, **run_fields):

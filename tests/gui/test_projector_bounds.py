@@ -13,7 +13,6 @@ from PySide6.QtWidgets import QApplication
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_snapshot import make_snapshot  # noqa: E402
 
-from explorer.gui.figure import Figure  # noqa: E402
 
 
 def with_error(snap, err: float):
@@ -23,15 +22,6 @@ def with_error(snap, err: float):
         rows = np.asarray(metrics["elbo_exact"])
         history[name] = dict(metrics, elbo_exact_err=np.column_stack([rows[:, 0], np.full(len(rows), err)]))
     return dataclasses.replace(snap, history=history)
-
-
-@pytest.fixture
-def figure(qtbot):
-    fig = Figure()
-    qtbot.addWidget(fig)
-    fig.resize(1400, 900)
-    yield fig
-    fig.close()
 
 
 def show(fig, qtbot, snap) -> None:

@@ -15,27 +15,11 @@ from PySide6.QtTest import QTest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_snapshot import make_snapshot  # noqa: E402
+from window_helpers import show  # noqa: E402
 from window_helpers import wait_snapshot  # noqa: E402
 
 from explorer.core.snapshot import is_exact  # noqa: E402
 from explorer.gui.figure import Figure  # noqa: E402
-
-
-@pytest.fixture
-def figure(qtbot):
-    fig = Figure()
-    qtbot.addWidget(fig)
-    fig.resize(1400, 900)
-    yield fig
-    fig.close()
-
-
-def show(qtbot, fig: Figure, snapshot) -> None:
-    fig.update_snapshot(snapshot)
-    fig.show()
-    qtbot.waitExposed(fig)
-    fig.update_snapshot(snapshot)
-    qtbot.wait(1)
 
 
 def widget_pos(fig: Figure, x: float, y: float) -> QPoint:

@@ -67,3 +67,12 @@ def non_finite_plot_data(figure) -> list[str]:
             if np.isinf(data).any() or (not nan_ok and np.isnan(data).any()):
                 bad.append(f"{type(item).__name__}.{name}")
     return bad if inspected else ["no plot item found"]
+
+
+def show(qtbot, fig, snapshot) -> None:
+    """Show ``fig`` with ``snapshot`` (set again once exposed, when the panels have their sizes)."""
+    fig.update_snapshot(snapshot)
+    fig.show()
+    qtbot.waitExposed(fig)
+    fig.update_snapshot(snapshot)
+    qtbot.wait(1)
