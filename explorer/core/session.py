@@ -30,6 +30,7 @@ from . import edits
 from .budget import check_session
 from .config import Config, ConfigError, RunConfig, TrainConfig, config_from_dict, config_to_dict
 from .diagnostics import gradient_snr, snr_floor
+from .heldout import HeldOutEvaluation
 from .history import ROW_COLUMNS, MetricHistory
 from .models import Encoder, make_encoder
 from .objectives import OBJECTIVES, compute_losses, draw
@@ -114,6 +115,7 @@ class _Run:
     diverged_step: int | None = None
     diverged_reason: str = ""
     snr: dict[str, float] = field(default_factory=dict)
+    heldout: dict[str, float] = field(default_factory=dict)  # the last held-out evaluation's numbers (heldout.py)
     last_view: RunView | None = None
 
     @property
@@ -153,6 +155,9 @@ class Session:
         self._views_cache: tuple[tuple[int, int], tuple[RunView, ...]] | None = None
         self._version = 0  # bumped by anything that changes the view without a step
         self._seeder = Seeder(config.seed, self.device)
+        heldout = self.problem.heldout()  # image problems: test images, evaluated every N steps in the background
+        self._heldout_x = heldout[0].to(self.device) if heldout is not None else None
+        self._heldout_every = heldout[1] if heldout is not None else 0
         if config.view.snr_every:
             self._probe_snr(self._batch())
         self._record_metrics()
@@ -275,6 +280,8 @@ class Session:
             every = self.config.view.snr_every
             if every and self.step_count % every == 0:
                 self._probe_snr(batch)
+            if self._heldout_every and self.step_count % self._heldout_every == 0:
+                self._queue_heldout()
             if self.step_count % self.config.view.log_every == 0:
                 self._record_metrics()
             if progress is not None:
@@ -385,6 +392,34 @@ class Session:
         self._job_warning = f"{getattr(job, 'name', 'a background job')} failed: {error.__class__.__name__}: {error}"
         self._version += 1
 
+    def _queue_heldout(self) -> None:
+        """Queue the held-out evaluation of this step, unless one is still on its way (then the curve gets
+        its next point from that one, and the next is queued at the first due step after it)."""
+        if self._heldout_x is None or any(isinstance(j, HeldOutEvaluation) for j in self._jobs):
+            return
+        self._jobs.append(HeldOutEvaluation(self.step_count, self.runs, self._heldout_x, self.problem.box,
+                                            self.config.seed, self._heldout_done))
+
+    def _heldout_done(self, step: int, results: list[dict[str, float]]) -> None:
+        for run, numbers in zip(self.runs, results):
+            run.heldout = numbers
+
+    def settle(self) -> None:
+        """Finish the background work now, with the held-out evaluation of the current step (an older one
+        still waiting is dropped), and log its numbers on the current step's metrics row: what a headless
+        run does before it reports (``summary`` calls it). Blocks for as long as that takes."""
+        if self._heldout_x is not None:
+            self._jobs = [j for j in self._jobs if not isinstance(j, HeldOutEvaluation) or j.step == self.step_count]
+            if not self.runs[0].heldout.get("test_step") == self.step_count:
+                self._queue_heldout()
+        while self._jobs:
+            try:
+                self.background_work(60.0)
+            except Exception as e:  # noqa: BLE001 — named in the warnings, as when the Player runs it
+                self.background_failed(e)
+        if self._heldout_x is not None and self.runs[0].heldout.get("test_step") == self.step_count:
+            self._record_metrics()  # the current step's row gains the held-out columns (history.record)
+
     # ------------------------------------------------------------------ pictures
     def render(self, path: str | os.PathLike | None = None, *, width: int | None = None, style: str = "normal",
                panel: str | None = None) -> bytes | None:
@@ -416,6 +451,9 @@ class Session:
         view = self.snapshot().runs[run]
         out: dict[str, Any] = {name: view.metrics.get(name) for name in METRICS}
         out["approximate"] = view.approximate
+        for name in ("test_step", "test_images"):  # the held-out evaluation's (image problems)
+            if name in view.metrics:
+                out[name] = int(view.metrics[name])
         out["diverged"] = self.runs[run].diverged_step is not None
         out["diverged_step"] = self.runs[run].diverged_step
         out["modes"] = [{"center": list(md.center), "p_mass": md.p_mass, "q_mass": md.q_mass} for md in view.modes]
@@ -423,7 +461,8 @@ class Session:
         return out
 
     def summary(self, wall_s: float | None = None) -> dict[str, Any]:
-        """The summary.json contract of design.md."""
+        """The summary.json contract of design.md (after ``settle``: held-out numbers at the final step)."""
+        self.settle()
         wall = self._train_seconds if wall_s is None else wall_s
         x_obs = self.data[self.observation].cpu().tolist()
         return {

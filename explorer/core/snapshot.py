@@ -40,6 +40,14 @@ METRICS = (
     "kl_qp_err",  # is called exact when its error is within exact.tolerance(value) = max(1e-3, 1e-3·|value|)
     "kl_pq_err",
     "elbo_exact_err",
+    # the held-out evaluation of an image problem (core/heldout.py): averages over its fixed test images,
+    # at the step in metrics.csv's test_step (summary.json's final: the last step)
+    "test_log_px",  # exact log p_θ(x) by cubature, averaged; its error estimate is test_log_px_err
+    "test_kl_qp",  # exact KL(q‖p(z|x)), averaged; ± test_kl_qp_err
+    "test_elbo",  # MC ELBO with the run's K, averaged
+    "test_bound",  # MC L_K with the run's K (and M), averaged
+    "test_log_px_err",
+    "test_kl_qp_err",
 )
 
 

@@ -215,6 +215,7 @@ class Viewer:
             log_post, post_box = pv.log_post, post.box
             view_box = pad(hull(pv.core, q_view), 0.05)
         metrics.update({name: v for name, v in run.snr.items() if isinstance(v, float)})
+        metrics.update(run.heldout)
         metrics = {name: v for name, v in metrics.items() if math.isfinite(v)}
         if "error" in run.snr:
             warnings.append(f"SNR probe skipped: {run.snr['error']}")
