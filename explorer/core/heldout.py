@@ -59,6 +59,7 @@ class Replay:
         self._fn, self._evaluators, self._chunk = fn, evaluators, chunk
         self._memo: list[tuple[str, np.ndarray, np.ndarray]] = []
         self._partial: list[np.ndarray] = []  # the chunks of the call in progress
+        self._pending: tuple[str, np.ndarray, None] | None = None  # that call's kind and inputs
         self._deadline = 0.0
         self._calls = 0
         self._progressed = False
@@ -77,9 +78,14 @@ class Replay:
         self._calls += 1
         if i < len(self._memo):
             memo_kind, memo_in, memo_out = self._memo[i]
-            if memo_kind != kind or not np.array_equal(memo_in, inputs):
-                raise RuntimeError(f"replay diverged at evaluation {i} ({kind}): the computation is not deterministic")
+        else:  # the call in progress, if any
+            memo_kind, memo_in, memo_out = self._pending if self._pending is not None else (kind, inputs, None)
+        if memo_kind != kind or not np.array_equal(memo_in, inputs):
+            raise RuntimeError(f"replay diverged at evaluation {i} ({kind}): the computation is not deterministic")
+        if memo_out is not None:
             return memo_out
+        if self._pending is None:
+            self._pending = (kind, np.array(inputs, copy=True), None)
         done = sum(len(c) for c in self._partial)
         while done < len(inputs):
             if self._progressed and time.perf_counter() > self._deadline:
@@ -90,8 +96,8 @@ class Replay:
             self.evaluations += len(out)
             self._progressed = True
         out = np.concatenate(self._partial) if self._partial else self._evaluators[kind](inputs[:0])
-        self._partial = []
-        self._memo.append((kind, np.array(inputs, copy=True), out))
+        self._memo.append((kind, self._pending[1], out))
+        self._partial, self._pending = [], None
         return out
 
 

@@ -45,7 +45,7 @@ from .seeding import Seeder, derive
 from .session_state import check_session_state
 from .snapshot import METRICS, RunView, Snapshot
 from .threads import ensure_default_threads
-from .views import Viewer, box_centres
+from .views import MANIFOLD_BOX, Viewer, box_centres
 
 
 REPR_WIDTH = 1200  # pixels of the figure Jupyter shows inline
@@ -363,6 +363,8 @@ class Session:
             data=self.data.cpu().numpy().astype(np.float32), observation=self.observation, runs=runs,
             history=history, snr_replicates=self.config.view.snr_replicates,
             snr_floor=snr_floor(self.config.view.snr_replicates), warnings=tuple(warnings),
+            image_shape=self.problem.image_shape,
+            manifold_box=MANIFOLD_BOX if self.problem.image_shape is not None else None,
         )
         self._view_cache = (key[0], key[1], snap)
         return snap

@@ -83,6 +83,10 @@ class RunView:
     q_box: tuple[float, float, float, float] | None = None  # where q has its mass
     view_box: tuple[float, float, float, float] | None = None  # what the panel should show of both
     approximate: str = ""  # one short line saying why an exact number is only approximate ("" when none is)
+    # image problems (Snapshot.image_shape set): the decoder's mean image E[x|z] at q's mean for x_obs
+    # ([x_dim]), and over the manifold grid ([n, n, x_dim], indexed [i₁, i₂] over Snapshot.manifold_box)
+    reconstruction: np.ndarray | None = None
+    manifold: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class Snapshot:
     steps_per_s: float = 0.0
     paused: bool = True
     warnings: tuple[str, ...] = ()
+    image_shape: tuple[int, int] | None = None  # x is an image of rows × columns (row-major): draw it so
+    manifold_box: tuple[float, float, float, float] | None = None  # the z region of RunView.manifold
 
     @property
     def x_obs(self) -> np.ndarray:

@@ -30,10 +30,10 @@ from PySide6.QtWidgets import QApplication, QGraphicsItem, QSizePolicy
 from explorer.core.snapshot import Snapshot
 
 from . import export, theme
-from .panels import CurvesPanel, DataPanel, PosteriorPanel, WeightsPanel
+from .panels import CurvesPanel, DataPanel, ManifoldPanel, PosteriorPanel, ReconstructionPanel, ThumbnailsPanel, WeightsPanel
 from .theme import Style
 
-CURVE_KINDS = ("snr", "bounds", "kl", "ess")
+CURVE_KINDS = ("snr", "bounds", "kl", "ess", "heldout")  # heldout: image problems only
 # Items that change rarely are drawn from a pixmap of their last rendering (Qt's device-coordinate cache):
 # the axes with their grid lines (redrawn only when a range changes), the image of p(z|x) and its contours
 # (fixed while the decoder is frozen). Re-rendering them every frame took ~12 of a frame's ~30 ms of
@@ -60,7 +60,8 @@ class Figure(pg.GraphicsLayoutWidget):
         self._key_width: tuple[str, float, float] | None = None
         self._legend_names: list[str] = []
         self.posteriors: list[PosteriorPanel] = []
-        self.data_panel: DataPanel | None = None
+        self.data_panel: DataPanel | ThumbnailsPanel | None = None
+        self.image_panels: list = []  # image problems: reconstructions, manifold (panels/images.py)
         self.curves: dict[str, CurvesPanel] = {}
         self.weights: WeightsPanel | None = None
         self.caption: pg.LabelItem | None = None
@@ -88,9 +89,9 @@ class Figure(pg.GraphicsLayoutWidget):
         """Show ``snapshot``: rebuild the layout if its shape changed, else only feed new data."""
         data = np.asarray(snapshot.data)
         x_dim = int(data.shape[1]) if data.ndim == 2 else 1
-        key = (len(snapshot.runs), snapshot.problem, x_dim, tuple(float(b) for b in snapshot.box))
+        key = (len(snapshot.runs), snapshot.problem, x_dim, tuple(float(b) for b in snapshot.box), snapshot.image_shape)
         if key != self._key:
-            self._build(len(snapshot.runs), x_dim, snapshot.box)
+            self._build(len(snapshot.runs), x_dim, snapshot.box, snapshot.image_shape is not None)
             self._key = key
             self._set_item_cache(self._item_cache)
         self._snapshot = snapshot
@@ -122,6 +123,7 @@ class Figure(pg.GraphicsLayoutWidget):
         out: list = list(self.posteriors)
         if self.data_panel is not None:
             out.append(self.data_panel)
+        out += self.image_panels
         out += [self.curves[k] for k in CURVE_KINDS if k in self.curves]
         if self.weights is not None:
             out.append(self.weights)
@@ -158,13 +160,14 @@ class Figure(pg.GraphicsLayoutWidget):
             self.data_panel.observation_clicked.disconnect(self.observation_clicked)
         self.ci.clear()
         self.posteriors, self.data_panel, self.curves, self.weights = [], None, {}, None
+        self.image_panels = []
         self.caption = self.key = self.legend = self.colorbar = None
         self._legend_samples = []
         self._legend_names = []
         self._caption_html = ""
         self._key_text = None
 
-    def _build(self, n_runs: int, x_dim: int, box: tuple[float, float, float, float]) -> None:
+    def _build(self, n_runs: int, x_dim: int, box: tuple[float, float, float, float], images: bool = False) -> None:
         """Lay out the panels for ``n_runs`` runs (see the module docstring). With fewer than three runs the
         data and weights panels move up beside the posteriors, so no panel is stretched out of shape;
         with more than four runs the posteriors take two rows."""
@@ -179,9 +182,13 @@ class Figure(pg.GraphicsLayoutWidget):
         self.key = theme.TextLabel(justify="right")
         head.addItem(self.key, row=0, col=1)
 
-        self.data_panel = DataPanel(x_dim, style)
+        if images:  # the data are images: thumbnails, reconstructions, the decoded manifold, held-out curves
+            self.data_panel = ThumbnailsPanel(style)
+            self.image_panels = [ReconstructionPanel(n_runs, style), ManifoldPanel(n_runs, style, self._weight_brushes)]
+        else:
+            self.data_panel = DataPanel(x_dim, style)
         self.data_panel.observation_clicked.connect(self.observation_clicked)
-        for kind in CURVE_KINDS:
+        for kind in CURVE_KINDS if images else CURVE_KINDS[:-1]:
             self.curves[kind] = CurvesPanel(kind, n_runs, style)
         self.weights = WeightsPanel(n_runs, style)
 
@@ -224,6 +231,8 @@ class Figure(pg.GraphicsLayoutWidget):
             self.legend.addItem(sample, f"run {i}")
         below = [p for p in (self.data_panel, self.curves["snr"], self.curves["bounds"], self.weights,
                              self.curves["kl"], self.curves["ess"]) if p not in beside]
+        if images:
+            below[1:1] = [*self.image_panels, self.curves["heldout"]]
         split = math.ceil(len(below) / 2)
         for r, chunk in enumerate((below[:split], below[split:])):
             row_layout = bottom.addLayout(row=1 + r, col=0)
@@ -428,19 +437,27 @@ class Figure(pg.GraphicsLayoutWidget):
         super().mouseReleaseEvent(event)
         self._accept_data_panel_click(event)
 
+    def _clickable(self) -> list:
+        """The panels a left click does something in: the data panel (it picks x_obs), the manifold."""
+        if self.data_panel is None:
+            return []
+        return [self.data_panel, *(p for p in self.image_panels if hasattr(p, "handle_click"))]
+
     def _accept_data_panel_click(self, event) -> None:
-        """A left click on the data panel is ours (it picks x_obs), even where no item took it."""
-        if self.data_panel is None or event.button() != Qt.MouseButton.LeftButton:
+        """A left click on the data panel (or the manifold) is ours, even where no item took it."""
+        if event.button() != Qt.MouseButton.LeftButton:
             return
         scene_pos = self.mapToScene(event.position().toPoint())
-        if self.data_panel.plot.getViewBox().sceneBoundingRect().contains(scene_pos):
+        if any(p.plot.getViewBox().sceneBoundingRect().contains(scene_pos) for p in self._clickable()):
             event.accept()
 
     def _on_scene_click(self, event) -> None:
-        if self.data_panel is None or event.button() != Qt.MouseButton.LeftButton:
+        if event.button() != Qt.MouseButton.LeftButton:
             return
-        if self.data_panel.handle_click(event.scenePos()):
-            event.accept()
+        for panel in self._clickable():
+            if panel.handle_click(event.scenePos()):
+                event.accept()
+                return
 
 
 def _html_width(html: str) -> float:

@@ -1,4 +1,5 @@
-"""The plots of the figure, one module per panel (posterior, data, curves, weights; shared pieces in base).
+"""The plots of the figure, one module per panel (posterior, data, curves, weights, images for image data;
+shared pieces in base).
 
 Each panel builds its graphics items once in ``__init__``; ``update(snapshot)`` only feeds them new data
 (``setData`` / ``setImage`` / ``setText``), and ``apply_style(style)`` re-applies fonts and pens (the
@@ -9,8 +10,10 @@ for them).
 from .base import Contourer, err_digits, peak_decimate, sanitise_log_density, wrap_lines
 from .curves import CurvesPanel
 from .data import DataPanel
+from .images import ManifoldPanel, ReconstructionPanel, ThumbnailsPanel
 from .posterior import FOLLOW_MARGIN, PosteriorPanel, follow
 from .weights import WeightsPanel
 
-__all__ = ["Contourer", "CurvesPanel", "DataPanel", "FOLLOW_MARGIN", "PosteriorPanel", "WeightsPanel", "err_digits",
-           "follow", "peak_decimate", "sanitise_log_density", "wrap_lines"]
+__all__ = ["Contourer", "CurvesPanel", "DataPanel", "FOLLOW_MARGIN", "ManifoldPanel", "PosteriorPanel",
+           "ReconstructionPanel", "ThumbnailsPanel", "WeightsPanel", "err_digits", "follow", "peak_decimate",
+           "sanitise_log_density", "wrap_lines"]

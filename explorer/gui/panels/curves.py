@@ -24,7 +24,12 @@ CURVE_KINDS: dict[str, tuple[str, str, bool, list[tuple[str, Qt.PenStyle, str]]]
     "kl": ("KL divergences (quadrature)", "nats", False,
            [("kl_qp", SOLID, "KL(q‖p)"), ("kl_pq", DASHED, "KL(p‖q)")]),
     "ess": ("ESS / K", "ESS / K", False, [("ess_frac", SOLID, "ESS/K")]),
+    # image problems: the held-out evaluation (core/heldout.py), averages over the fixed test images
+    "heldout": ("held-out test images, mean", "nats", False,
+                [("test_bound", SOLID, "MC L_K"), ("test_elbo", DASHED, "MC ELBO"),
+                 ("test_log_px", DOTTED, "exact log p(x)")]),
 }
+UNFRAMED = {"bounds": "elbo", "heldout": "test_elbo"}  # an IWAE's MC ELBO runs off the bottom, not flattening the rest
 _STYLE_WORD = {SOLID: "solid", DASHED: "dashed", DOTTED: "dotted"}
 
 
@@ -205,7 +210,7 @@ class CurvesPanel(Panel):
         # the bounds panel frames L_K and log p(x): an IWAE's MC ELBO can sit 1000 nats below them and
         # would flatten both; it runs off the bottom instead
         visible = [v for key, v in self._y_values.items() if len(v) and self._item(key).isVisible()
-                   and (self.kind != "bounds" or key[1] != "elbo")]
+                   and key[1] != UNFRAMED.get(self.kind)]
         if not visible:
             return
         values = np.concatenate(visible)
