@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from explorer.core.config import Config
 from explorer.core.errors import ConfigError
@@ -73,8 +74,8 @@ def render_shot(config: Config, steps: int, out: str | os.PathLike, width: int |
                 every = max(1, round(steps / max(frames - 1, 1)))
             record_gif(session, figure, out, frames=frames, every=every, width=width, panel=panel)
         else:
-            if steps:
-                session.step(steps)
+            if steps:  # background work (held-out evaluations, fits) is done as it is queued, as if paused
+                session.step(steps, progress=lambda done, n: _drain(session))
             _show(app, figure, session.snapshot())
             if suffix == ".png":
                 figure.export_png(out, width=width, panel=panel)
@@ -86,6 +87,15 @@ def render_shot(config: Config, steps: int, out: str | os.PathLike, width: int |
         figure.deleteLater()
         app.processEvents()
     return 0
+
+
+def _drain(session: Any) -> None:
+    """Finish the session's waiting background jobs (a failing one is dropped and named in the warnings)."""
+    while session.background_pending():
+        try:
+            session.background_work(1.0)
+        except Exception as e:  # noqa: BLE001 — shown in the snapshot's warnings, as the Player does
+            session.background_failed(e)
 
 
 STYLES = ("normal", "talk")
