@@ -453,9 +453,8 @@ class Session:
         view = self.snapshot().runs[run]
         out: dict[str, Any] = {name: view.metrics.get(name) for name in METRICS}
         out["approximate"] = view.approximate
-        for name in ("test_step", "test_images"):  # the held-out evaluation's (image problems)
-            if name in view.metrics:
-                out[name] = int(view.metrics[name])
+        for name in ("test_step", "test_images"):  # the held-out evaluation's (image problems; None for a toy)
+            out[name] = int(view.metrics[name]) if name in view.metrics else None
         out["diverged"] = self.runs[run].diverged_step is not None
         out["diverged_step"] = self.runs[run].diverged_step
         out["modes"] = [{"center": list(md.center), "p_mass": md.p_mass, "q_mass": md.q_mass} for md in view.modes]
