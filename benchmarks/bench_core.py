@@ -7,6 +7,8 @@ loop, and the time of the paper's SNR sweep (the command of docs/snr.md).
     Target ≥ 0.95 with them off.
 (b) replicate_gradients (torch.func.vmap) ÷ replicate_gradients_loop at R = 1000, K = 64. Target ≥ 10×.
 (c) wall time of the full ``snr`` sweep of docs/snr.md (median, min, max over the repeats).
+(d) a headless Session with the default views (exact numbers every 10 steps, the SNR probe on its "auto"
+    cadence) ÷ the same Session with them off, for IWAE K = 64 and K = 1024, one run and four. Target ≥ 0.7.
 """
 from __future__ import annotations
 
@@ -229,7 +231,33 @@ def row_sweep(opts: Options) -> list[Row]:
     return [absolute_row(f"{label}, wall time", times, "s", what)]
 
 
+# --------------------------------------------------------------------------- (d) the views' share
+def _views_on_vs_off(k: int, runs: int, opts: Options) -> Row:
+    base = {"problem": {"name": "bimodal"}, "train": {"encoder": "gaussian", "batch_size": 64},
+            "runs": [{"objective": "iwae", "k": k}] * runs}
+    on = Session(config_from_dict(base), device="cpu")  # the default view settings
+    off = Session(config_from_dict({**base, "view": {"snr_every": 0, "log_every": 10**9}}), device="cpu")
+    n = on.probe_every * (1 if opts.quick else 2)  # whole probe periods (each a multiple of log_every 10 here)
+    if n % on.config.view.log_every:
+        n += on.config.view.log_every - n % on.config.view.log_every
+
+    def a() -> float:
+        return _timed(lambda: on.step(n), 1)
+
+    def b() -> float:
+        return _timed(lambda: off.step(n), 1)
+
+    pairs = interleaved(a, b, opts.reps(5, 3))
+    return ratio_row(f"headless views on ÷ off, IWAE K={k}, {runs} run{'s' if runs > 1 else ''}", pairs,
+                     invert=True, target=0.7,
+                     note=f"default views: exact numbers every 10 steps, SNR R=64 every {on.probe_every} (auto)")
+
+
+def row_views_share(opts: Options) -> list[Row]:
+    return [_views_on_vs_off(k, runs, opts) for k in (64, 1024) for runs in (1, 4)]
+
+
 ROWS: list[Callable[[Options], list[Row]]] = [
-    row_iwae_views_off, row_iwae_views_on, row_scene_views_off, row_scene_views_on, row_threads,
+    row_iwae_views_off, row_iwae_views_on, row_scene_views_off, row_scene_views_on, row_views_share, row_threads,
     row_probe_iwae, row_probe_dreg, row_sweep,
 ]

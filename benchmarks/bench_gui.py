@@ -190,6 +190,71 @@ def row_live_window_10hz(opts: Options) -> list[Row]:
     return [_live_row(opts, 10.0)]
 
 
+# --------------------------------------------------------------------------- (2b) responsiveness
+def event_latency(engine: str, seconds: float, tick_ms: float = 20.0) -> tuple[list[float], float]:
+    """How late a 20 ms QTimer fires in the window's event loop (ms, one reading per tick) while the
+    default scene trains live with ``engine`` (process or thread); also the steps/s it trained at."""
+    from PySide6.QtCore import Qt, QTimer
+
+    from explorer.gui.controller import ENGINE_ENV, default_engine
+    from explorer.gui.main_window import MainWindow
+
+    app = application()
+    old = os.environ.get(ENGINE_ENV)
+    os.environ[ENGINE_ENV] = engine
+    late: list[float] = []
+    frames: list[int] = []
+    try:
+        with private_settings():
+            window = MainWindow(scene_config(), engine_factory=default_engine())
+            try:
+                window.resize(*WINDOW_SIZE)
+                window.show()
+                window.snapshot_shown.connect(frames.append)
+                if not wait_until(lambda: bool(frames), 30.0):
+                    raise RuntimeError("the window drew no snapshot within 30 s")
+                window.controller.start()
+                wait(700)
+                last = [time.perf_counter()]
+
+                def tick() -> None:
+                    now = time.perf_counter()
+                    late.append(max(0.0, (now - last[0]) * 1000.0 - tick_ms))
+                    last[0] = now
+
+                timer = QTimer()
+                timer.setTimerType(Qt.TimerType.PreciseTimer)
+                timer.timeout.connect(tick)
+                s0, t0 = window.last_snapshot.step, time.perf_counter()
+                timer.start(int(tick_ms))
+                wait(seconds * 1000)
+                timer.stop()
+                rate = (window.last_snapshot.step - s0) / (time.perf_counter() - t0)
+            finally:
+                close_widget(window)
+                app.processEvents()
+    finally:
+        if old is None:
+            os.environ.pop(ENGINE_ENV, None)
+        else:
+            os.environ[ENGINE_ENV] = old
+    return late[1:], rate
+
+
+def row_event_latency(opts: Options) -> list[Row]:
+    """p95 of the event loop's lateness while training live: the compute process against a thread."""
+    seconds = 2.0 if opts.quick else 5.0
+    rows = []
+    for engine in ("process", "thread"):
+        runs = [event_latency(engine, seconds) for _ in range(opts.reps(3, 2))]
+        p95s = [float(np.percentile(late, 95)) for late, _ in runs]
+        p50 = statistics.median(float(np.percentile(late, 50)) for late, _ in runs)
+        rate = statistics.median(r for _, r in runs)
+        rows.append(absolute_row(f"event latency p95 while training live, {engine} engine", p95s, "ms",
+                                 f"a 20 ms timer's lateness; median p50 {p50:.1f} ms; training {rate:.0f} steps/s"))
+    return rows
+
+
 # --------------------------------------------------------------------------- (3) one frame
 class FrameBench:
     """The mode-seeking scene (1000 q samples) with a shown Figure: measures snapshot, update and paint."""
@@ -360,5 +425,6 @@ def row_cuda(opts: Options) -> list[Row]:
                       note=f"{torch.cuda.get_device_name(0)}: {gpu_rate:.0f} steps/s, cpu {cpu_rate:.1f} steps/s")]
 
 
-ROWS: list[Callable[[Options], list[Row]]] = [row_live_window, row_live_window_10hz, row_frame_cost,
+ROWS: list[Callable[[Options], list[Row]]] = [row_live_window, row_live_window_10hz, row_event_latency,
+                                              row_frame_cost,
                                               row_paper_sweep, row_startup, row_cuda]

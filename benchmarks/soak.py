@@ -101,7 +101,7 @@ def soak(steps: int, preset: str, timeout_s: float, warmup: int) -> dict:
     from PySide6.QtWidgets import QApplication
 
     from benchmarks.bench_gui import private_settings
-    from explorer.cli import set_threads
+    from explorer.core.threads import set_threads
     from explorer.core.config import load_preset
 
     set_threads()

@@ -62,7 +62,8 @@ class TrainConfig:
 class ViewConfig:
     grid: int = 200  # n for the n×n grid of exact quantities
     samples: int = 500  # q samples drawn in the posterior panel
-    snr_every: int = 25  # steps between live SNR probes (0: off)
+    snr_every: int | str = "auto"  # steps between SNR probes; 0: off; "auto": as often as ~15 % of the
+    #                                training time allows (core/cadence.py), at least every 25 steps
     snr_replicates: int = 64  # R for the live probe
     log_every: int = 10  # steps between metric rows (exact grid metrics)
 
@@ -115,6 +116,11 @@ def _limited(v: Any, key: str, limit: str | None = None) -> int:
     """An integer key checked against its range in LIMITS (``limit`` names the entry when ``key`` is a run's)."""
     lo, hi = LIMITS[limit or key]
     return _int(v, key, lo, hi)
+
+
+def _snr_every(v: Any) -> int | str:
+    """view.snr_every: "auto", or an integer number of steps (0: no probe)."""
+    return "auto" if v == "auto" else _limited(v, "view.snr_every")
 
 
 def _float(v: Any, key: str, lo: float | None = None, hi: float | None = None) -> float:
@@ -268,7 +274,7 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
     view = ViewConfig(
         grid=_limited(v.get("grid", ViewConfig.grid), "view.grid"),
         samples=_limited(v.get("samples", ViewConfig.samples), "view.samples"),
-        snr_every=_limited(v.get("snr_every", ViewConfig.snr_every), "view.snr_every"),
+        snr_every=_snr_every(v.get("snr_every", ViewConfig.snr_every)),
         snr_replicates=_limited(v.get("snr_replicates", ViewConfig.snr_replicates), "view.snr_replicates"),
         log_every=_limited(v.get("log_every", ViewConfig.log_every), "view.log_every"),
     )

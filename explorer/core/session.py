@@ -28,6 +28,7 @@ from torch import Tensor
 
 from . import edits
 from .budget import check_session
+from .cadence import probe_period
 from .config import Config, ConfigError, RunConfig, TrainConfig, config_from_dict, config_to_dict
 from .diagnostics import gradient_snr, snr_floor
 from .heldout import HeldOutEvaluation
@@ -158,7 +159,8 @@ class Session:
         heldout = self.problem.heldout()  # image problems: test images, evaluated every N steps in the background
         self._heldout_x = heldout[0].to(self.device) if heldout is not None else None
         self._heldout_every = heldout[1] if heldout is not None else 0
-        if config.view.snr_every:
+        self.probe_every = probe_period(config)  # steps between SNR probes (core/cadence.py; 0: none)
+        if self.probe_every:
             self._probe_snr(self._batch())
         self._record_metrics()
 
@@ -212,6 +214,7 @@ class Session:
             for group in run.optimizer.param_groups:
                 group["lr"] = run.train.lr
         self.config = config
+        self.probe_every = probe_period(config)  # K or M changed: so does the probe's cost
         self._version += 1
 
     def apply(self, name: str, **kwargs: Any) -> bool:
@@ -277,7 +280,7 @@ class Session:
                         raise RunFailure(run.cfg.name, self.step_count, e) from e
             self.step_count += 1
             self._train_seconds += time.perf_counter() - t0
-            every = self.config.view.snr_every
+            every = self.probe_every
             if every and self.step_count % every == 0:
                 self._probe_snr(batch)
             if self._heldout_every and self.step_count % self._heldout_every == 0:
@@ -362,7 +365,7 @@ class Session:
             z1=z1.astype(np.float32), z2=z2.astype(np.float32),
             data=self.data.cpu().numpy().astype(np.float32), observation=self.observation, runs=runs,
             history=history, snr_replicates=self.config.view.snr_replicates,
-            snr_floor=snr_floor(self.config.view.snr_replicates), warnings=tuple(warnings),
+            snr_floor=snr_floor(self.config.view.snr_replicates), snr_every=self.probe_every, warnings=tuple(warnings),
             image_shape=self.problem.image_shape,
             manifold_box=MANIFOLD_BOX if self.problem.image_shape is not None else None,
         )

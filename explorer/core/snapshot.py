@@ -107,6 +107,7 @@ class Snapshot:
     history: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
     snr_replicates: int = 64
     snr_floor: float = 0.1  # 0.8/√R: SNRs below this cannot be told from zero
+    snr_every: int = 0  # steps between SNR probes (view.snr_every, or what "auto" chose; 0: no probe)
     steps_per_s: float = 0.0
     paused: bool = True
     warnings: tuple[str, ...] = ()

@@ -68,7 +68,7 @@ def test_empty_dict_gives_the_documented_defaults():
     assert cfg.problem.n_data == 512 and cfg.problem.observation == 0
     assert cfg.train.batch_size == 64 and cfg.train.lr == pytest.approx(0.003)
     assert cfg.train.encoder == "gaussian" and tuple(cfg.train.hidden) == (64, 64)
-    assert (cfg.view.grid, cfg.view.samples, cfg.view.snr_every, cfg.view.snr_replicates) == (200, 500, 25, 64)
+    assert (cfg.view.grid, cfg.view.samples, cfg.view.snr_every, cfg.view.snr_replicates) == (200, 500, "auto", 64)
     assert len(cfg.runs) == 1
     run = cfg.runs[0]
     assert (run.objective, run.k, run.m) == ("vae", 1, 1)
@@ -415,3 +415,11 @@ def test_config_is_frozen():
     cfg = config_from_dict({})
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.seed = 3  # type: ignore[misc]
+
+
+def test_snr_every_is_auto_or_a_number_of_steps():
+    assert config_from_dict({"view": {"snr_every": "auto"}}).view.snr_every == "auto"
+    assert config_from_dict({"view": {"snr_every": 40}}).view.snr_every == 40
+    for bad in ("often", -1, 2.5, True):
+        with pytest.raises(ConfigError, match="view.snr_every"):
+            config_from_dict({"view": {"snr_every": bad}})
