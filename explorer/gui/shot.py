@@ -76,6 +76,7 @@ def render_shot(config: Config, steps: int, out: str | os.PathLike, width: int |
         else:
             if steps:  # background work (held-out evaluations, fits) is done as it is queued, as if paused
                 session.step(steps, progress=lambda done, n: _drain(session))
+            session.settle()  # and the last step's, logged on its row (what a headless run reports)
             _show(app, figure, session.snapshot())
             if suffix == ".png":
                 figure.export_png(out, width=width, panel=panel)

@@ -121,3 +121,19 @@ def test_a_click_on_the_manifold_shows_the_next_run(qtbot, figure, digits_snapsh
     assert "VAE" in panel.plot.titleLabel.text
     image = figure.grab_image(width=1600)
     assert image.width() == 1600
+
+
+def test_shot_draws_every_held_out_evaluation(tmp_path, monkeypatch):
+    """`shot` finishes each held-out evaluation as it is queued and the last step's too, so the picture's
+    held-out curve has a point at every evaluation step (the window would have drawn them while training)."""
+    from explorer.gui import shot
+
+    shown = []
+    original = shot._show
+    monkeypatch.setattr(shot, "_show", lambda app, fig, snap: (shown.append(snap), original(app, fig, snap)))
+    cfg = load_config(None, ["problem.name=digits", "view.grid=32", "view.samples=0", "view.snr_every=0",
+                             'runs=[{objective="iwae",k=4}]', "problem.eval_every=2", "problem.eval_images=1", "view.log_every=1"])
+    assert shot.render_shot(cfg, 4, tmp_path / "digits.png", width=400) == 0
+    assert (tmp_path / "digits.png").stat().st_size > 0
+    (run,) = shown[-1].runs
+    assert shown[-1].history[run.name]["test_log_px"][:, 0].tolist() == [2, 4]
