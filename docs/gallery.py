@@ -1,4 +1,4 @@
-"""Regenerate the README gallery: one PNG per preset and a GIF of the default scene, all made by `shot`.
+"""Regenerate the README gallery: a PNG per preset, the story figures and the default scene's GIF, all by `shot`.
 
     make gallery            # or: python docs/gallery.py [--only NAME ...] [--jobs N]
 
@@ -19,8 +19,17 @@ FIGURES = ROOT / "docs" / "figures"
 sys.path.insert(0, str(ROOT))
 
 from explorer.core.config import list_presets  # noqa: E402
+from explorer.core.story import STORY  # noqa: E402
 
 GIF = {"preset": "mode-seeking", "frames": 40, "every": 25, "width": 960}
+STORY_FIGURES = {"why-the-signal-vanishes": 4}  # README figures of story scenes: file name -> scene index
+
+
+def story_args(index: int) -> list[str]:
+    """`shot` arguments that render story scene ``index`` as the story shows it (its preset, overrides, title)."""
+    scene = STORY[index]
+    sets = [*scene.overrides, f"title={scene.title}"]
+    return ["--preset", scene.preset, *(a for s in sets for a in ("--set", s))]
 
 
 def shot(args: list[str]) -> tuple[str, float, int, str]:
@@ -33,13 +42,15 @@ def shot(args: list[str]) -> tuple[str, float, int, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", help="preset names (default: all, plus the GIF)")
+    parser.add_argument("--only", nargs="*", help="preset or story-figure names (default: all, plus the GIF)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--width", type=int, default=1600)
     args = parser.parse_args()
     FIGURES.mkdir(parents=True, exist_ok=True)
-    names = args.only or [p["name"] for p in list_presets()]
+    names = [n for n in args.only if n not in STORY_FIGURES] if args.only else [p["name"] for p in list_presets()]
     jobs = [["--preset", n, "--out", str(FIGURES / f"{n}.png"), "--width", str(args.width)] for n in names]
+    jobs += [[*story_args(i), "--out", str(FIGURES / f"{name}.png"), "--width", str(args.width)]
+             for name, i in STORY_FIGURES.items() if not args.only or name in args.only]
     if not args.only or GIF["preset"] in names:
         jobs.append(["--preset", GIF["preset"], "--out", str(FIGURES / f"{GIF['preset']}.gif"),
                      "--steps", str(GIF["frames"] * GIF["every"]), "--frames", str(GIF["frames"]),

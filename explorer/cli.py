@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 from .cli_runtime import SIGNALS as SIGNALS_HANDLED
 from .cli_runtime import Interrupted, OutputError, RunFolder, Signals
 from .core.errors import ConfigError
+from .gui.layout import ASPECTS, EXPORT_STYLES, PANEL_NAMES  # names only: no Qt
 
 COMMANDS = ("gui", "run", "snr", "shot", "list", "sweep", "plot")
 
@@ -73,13 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
     snr.add_argument("--seed", type=int, default=0)
     snr.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
     snr.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    snr.add_argument("--dump-replicates", nargs="?", const="", metavar="ENC[,DEC]",
+                     help="with --json: also write every replicate gradient of one encoder and one decoder "
+                          "parameter per point (NAME[i]; default b[0],mu[0]: the paper's Fig. 2)")
 
     shot = sub.add_parser("shot", help="render the window's figure after N steps, offscreen, to PNG/SVG/GIF")
     _scene_args(shot, required=True)
     shot.add_argument("--steps", type=int, help="training steps before the picture (default: the config's steps)")
     shot.add_argument("--out", required=True, metavar="FILE", help="FILE.png, FILE.svg or FILE.gif")
-    shot.add_argument("--width", type=int, help="output width in pixels")
-    shot.add_argument("--panel", help="export one panel only (see the window's export dialog for names)")
+    shot.add_argument("--width", type=int, help="output width in pixels (default: the style's: screen 1600, "
+                      "talk 1920, paper 2400; GIF 1280)")
+    shot.add_argument("--style", default="screen", choices=tuple(EXPORT_STYLES),
+                      help="screen: as the window; talk: presentation fonts and lines; paper: compact, for print")
+    shot.add_argument("--aspect", default="16:10", choices=tuple(ASPECTS), help="the figure's width:height")
+    shot.add_argument("--panel", metavar="NAME",
+                      help=f"export one panel only, with its legend: one of {', '.join(PANEL_NAMES)} "
+                           "(posterior: the first run's; posterior-N: run N's)")
     shot.add_argument("--frames", type=int, default=40, help="GIF: number of frames")
     shot.add_argument("--every", type=int, help="GIF: training steps between frames (default: steps/frames)")
 
@@ -334,13 +344,22 @@ def cmd_snr(args: argparse.Namespace) -> int:
     if args.alpha == 1 or not math.isfinite(args.alpha):
         raise ConfigError(f"--alpha: must be a finite number other than 1, got {args.alpha}")
     json_path = _check_out_file(args.json, (".json",), "--json") if args.json else None
+    dump = None
+    if args.dump_replicates is not None:
+        if json_path is None:
+            raise ConfigError("--dump-replicates: needs --json FILE to write them to")
+        names = [n.strip() for n in args.dump_replicates.split(",")]
+        if len(names) > 2:
+            raise ConfigError(f"--dump-replicates: expected ENCODER[,DECODER], got {args.dump_replicates!r}")
+        dump = (names[0], names[1] if len(names) > 1 else "")
     device = str(resolve_device(args.device))
     check_snr(args.dim, [(e, m if OBJECTIVES[e].uses_m() else 1, k) for e in estimators
                          for m in (ms if OBJECTIVES[e].uses_m() else [1]) for k in ks], args.replicates, device)
     n_points = sum(len(ms) if OBJECTIVES[e].uses_m() else 1 for e in estimators) * len(ks)
     bar = _progress(n_points, "snr sweep")
     result = snr_sweep(args.dim, estimators, ks, ms, args.replicates, args.perturb, args.seed, args.beta,
-                       args.alpha, device, progress=(lambda _: bar.update(1)) if bar is not None else None)
+                       args.alpha, device, progress=(lambda _: bar.update(1)) if bar is not None else None,
+                       dump=dump)
     if bar is not None:
         bar.close()
     rows = [[r["estimator"], str(r["m"]), str(r["k"]), _fmt(r["snr_encoder"], ".4g"), _fmt(r["snr_decoder"], ".4g")]
@@ -373,6 +392,8 @@ def _write_file(path: Path, data: bytes) -> None:
 def cmd_shot(args: argparse.Namespace) -> int:
     from .core.budget import check_shot
 
+    if args.panel == "gradients":  # the histograms are in the figure only when the scene shows them
+        args.overrides = [*args.overrides, "view.gradients=true"]
     cfg = _load_scene(args)
     out = _check_out_file(args.out, (".png", ".svg", ".gif"))
     if args.width is not None and not 64 <= args.width <= 16384:
@@ -390,7 +411,7 @@ def cmd_shot(args: argparse.Namespace) -> int:
                out.suffix.lower(), args.panel is not None)
     from .gui.shot import render_shot
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"style": args.style, "aspect": args.aspect}
     if args.panel:
         kwargs["panel"] = args.panel
     if gif:

@@ -708,7 +708,7 @@ def check_shot(config: Config, train_steps: int, frames: int, width: int | None,
     gif = suffix == ".gif"
 
     def cost(frames_: int, width_: int | None) -> tuple[float, float]:
-        w = width_ or (960 if gif else 1600)
+        w = width_ or (1280 if gif else 2400)  # the defaults: gif.GIF_WIDTH, the widest export style (paper)
         pixels = w * (w if panel else w * 0.625)
         mem = est.peak + pixels * C_IMAGE + (frames_ * pixels * C_GIF_FRAME if gif else 0.0)
         render = T_FRAME + est.unit_seconds(VIEWS) + T_MPIX * pixels / 1e6

@@ -66,6 +66,10 @@ class ViewConfig:
     #                                training time allows (core/cadence.py), at least every 25 steps
     snr_replicates: int = 64  # R for the live probe
     log_every: int = 10  # steps between metric rows (exact grid metrics)
+    gradients: bool = False  # show the gradient histograms panel (the probe's replicates of two parameters)
+    arrows: bool = False  # show each particle's share of the encoder's gradient on the posterior panels
+    gradients_encoder: str = ""  # NAME[i] of the encoder parameter the histograms show ("": q's mean bias, z₁)
+    gradients_decoder: str = ""  # NAME[i] of the decoder parameter ("": the first trainable one)
 
 
 @dataclass(frozen=True)
@@ -277,6 +281,10 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
         snr_every=_snr_every(v.get("snr_every", ViewConfig.snr_every)),
         snr_replicates=_limited(v.get("snr_replicates", ViewConfig.snr_replicates), "view.snr_replicates"),
         log_every=_limited(v.get("log_every", ViewConfig.log_every), "view.log_every"),
+        gradients=_bool(v.get("gradients", False), "view.gradients"),
+        arrows=_bool(v.get("arrows", False), "view.arrows"),
+        gradients_encoder=_str(v.get("gradients_encoder", ""), "view.gradients_encoder", max_chars=MAX_CHARS["name"]),
+        gradients_decoder=_str(v.get("gradients_decoder", ""), "view.gradients_decoder", max_chars=MAX_CHARS["name"]),
     )
 
     raw_runs = d.get("runs", [{}])

@@ -9,18 +9,28 @@ An SNR estimated from R replicates cannot be told from zero below ≈ 0.8/√R (
 Memory: the probe never holds all R replicates' gradients at once. It runs chunks of replicates sized to
 the memory budget (budget.probe_chunk) and merges each chunk's per-parameter mean and squared deviations
 into running float64 sums (Chan et al.'s parallel update), so its peak is one chunk whatever R is.
+
+Chosen parameters: the probe can also keep the replicate values of one scalar parameter per group (the
+paper's Fig. 2 histograms), at most ``keep`` of them, with that parameter's own mean and standard deviation
+over all R. A parameter is named ``NAME[i]``: a name of ``module.named_parameters()`` and a flat index into
+it (``parameter_index``); by default the encoder's output bias for q's location in z₁ (``default_encoder_parameter``)
+and the first trainable decoder parameter.
 """
 from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass
+from typing import Mapping
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.func import functional_call, vjp, vmap
 
-from .models import Encoder
+from .errors import ConfigError
+from .models import Encoder, FlowEncoder, FullGaussianEncoder, GaussianEncoder, LinearEncoder
 from .objectives import OBJECTIVES, compute_losses, draw
 from .problems import Decoder
 
@@ -40,6 +50,20 @@ def snr_floor(replicates: int) -> float:
 
 
 @dataclass(frozen=True)
+class ParameterReplicates:
+    """The replicate gradients of one scalar parameter, as the probe drew them."""
+
+    name: str  # NAME[i], see parameter_index
+    values: np.ndarray  # [min(R, keep)] float64: the first replicates' gradients of the group's *loss*
+    mean: float  # over all R replicates (the probe's float64 moments)
+    sd: float  # ddof = 1, over all R
+
+    @property
+    def snr(self) -> float:
+        return abs(self.mean) / self.sd if self.sd > 0 else float("nan")
+
+
+@dataclass(frozen=True)
 class SNRResult:
     encoder_mean: float
     encoder_median: float
@@ -47,6 +71,8 @@ class SNRResult:
     decoder_median: float
     replicates: int = 0  # R actually used (fewer than asked only under a time limit)
     chunk: int = 0  # replicates per vectorised chunk (memory)
+    encoder_parameter: ParameterReplicates | None = None  # the chosen parameters' replicates, when asked for
+    decoder_parameter: ParameterReplicates | None = None  # (None too when θ is frozen)
 
     @property
     def floor(self) -> float:
@@ -80,6 +106,12 @@ class ReplicateMoments:
             self.amax = torch.maximum(self.amax, amax)
         self.n += c
 
+    def parameter(self, index: int) -> tuple[float, float]:
+        """(mean, sd with ddof 1) of the parameter at flat ``index``."""
+        if self.n < 2:
+            return float("nan"), float("nan")
+        return float(self.mean[index]), float(torch.sqrt(self.m2[index] / (self.n - 1)))
+
     def summary(self) -> tuple[float, float]:
         """(mean, median) of |mean|/std (ddof 1) over parameters with std > 0."""
         if self.n < 2 or self.mean.numel() == 0:
@@ -103,6 +135,51 @@ def _split(module: torch.nn.Module, trainable_only: bool) -> tuple[dict[str, Ten
     live = {n: p.detach() for n, p in module.named_parameters() if p.requires_grad or not trainable_only}
     frozen = {n: t.detach() for n, t in itertools.chain(module.named_parameters(), module.named_buffers()) if n not in live}
     return live, frozen
+
+
+_PARAMETER = re.compile(r"(?P<name>[A-Za-z_][\w.]*)(?:\[(?P<index>\d+)\])?")
+
+
+def probe_parameters(module: torch.nn.Module, trainable_only: bool) -> list[tuple[str, torch.Tensor]]:
+    """The parameters of ``module`` in the order the probe flattens their gradients."""
+    return [(n, p) for n, p in module.named_parameters() if p.requires_grad or not trainable_only]
+
+
+def parameter_index(module: torch.nn.Module, spec: str, trainable_only: bool, key: str) -> tuple[int, str]:
+    """The flat index, in the probe's gradient vector of ``module``, of the parameter ``NAME[i]`` (``NAME``
+    alone: element 0), and its canonical name. Raises ConfigError naming ``key`` for a name that is not
+    there or an index out of range."""
+    match = _PARAMETER.fullmatch(spec.strip())
+    params = probe_parameters(module, trainable_only)
+    names = ", ".join(f"{n}[0..{p.numel() - 1}]" for n, p in params[:12]) + (" ..." if len(params) > 12 else "")
+    if match is None:
+        raise ConfigError(f"{key}: expected NAME or NAME[i], got {spec[:80]!r} (parameters: {names or 'none'})")
+    offset = 0
+    for name, p in params:
+        if name == match["name"]:
+            index = int(match["index"] or 0)
+            if index >= p.numel():
+                raise ConfigError(f"{key}: {name} has {p.numel()} elements, got index {index}")
+            return offset + index, f"{name}[{index}]"
+        offset += p.numel()
+    raise ConfigError(f"{key}: no parameter named {match['name']!r} (parameters: {names or 'none'})")
+
+
+def default_encoder_parameter(encoder: Encoder) -> str:
+    """The encoder's output bias for q's location in z₁: its mean (Gaussians), the flow's shift μ(x)."""
+    if isinstance(encoder, LinearEncoder):
+        return "b[0]"
+    if isinstance(encoder, (GaussianEncoder, FullGaussianEncoder)):
+        return f"net.{len(encoder.net) - 1}.bias[0]"  # the mean comes first in the last layer's output
+    if isinstance(encoder, FlowEncoder):
+        return "base.bias[0]"
+    return f"{probe_parameters(encoder, False)[0][0]}[0]"
+
+
+def default_decoder_parameter(decoder: Decoder) -> str | None:
+    """The first trainable decoder parameter's first element; None when θ is frozen."""
+    params = probe_parameters(decoder, True)
+    return f"{params[0][0]}[0]" if params else None
 
 
 class _LossModule(torch.nn.Module):
@@ -165,13 +242,17 @@ def replicate_gradients_loop(decoder: Decoder, encoder: Encoder, objective: str,
 def gradient_snr(decoder: Decoder, encoder: Encoder, objective: str, x: Tensor, k: int, m: int,
                  replicates: int, generator: torch.Generator, beta: float = 0.5, alpha: float = 0.5,
                  max_particles: int = 1 << 21, max_bytes: float | None = None,
-                 max_seconds: float | None = None) -> SNRResult:
+                 max_seconds: float | None = None, keep_parameters: Mapping[str, tuple[int, str]] | None = None,
+                 keep: int = 4096) -> SNRResult:
     """The SNR probe: R replicates of both groups' gradients on minibatch x, vectorised in chunks.
 
     A chunk holds as many replicates as fit ``max_bytes`` (default: budget.PROBE_SHARE of the memory budget
     now) and ``max_particles``; at least one. With ``max_seconds``, R is lowered (not below 2) so that the
     estimated time fits, and the result says which R was used. The noise is drawn in one piece when it is
     small (so chunking never changes the numbers), else chunk by chunk.
+
+    ``keep_parameters`` (``choose_parameters``'s answer): also keep the first ``keep`` replicate values of
+    those parameters, with their mean and sd over all R.
     """
     from . import budget
 
@@ -190,6 +271,8 @@ def gradient_snr(decoder: Decoder, encoder: Encoder, objective: str, x: Tensor, 
     whole = replicates * per_replicate * encoder.z_dim * x.element_size() <= allowance / 4
     eps_all = torch.randn((replicates, *shape), generator=generator, device=generator.device, dtype=x.dtype) \
         if whole else None
+    chosen = dict(keep_parameters or {})
+    kept: dict[str, list[Tensor]] = {group: [] for group in chosen}
     theta_moments, phi_moments = ReplicateMoments(), ReplicateMoments()
     for start in range(0, replicates, chunk):
         n = min(chunk, replicates - start)
@@ -198,7 +281,29 @@ def gradient_snr(decoder: Decoder, encoder: Encoder, objective: str, x: Tensor, 
         g_theta, g_phi = replicate_gradients(decoder, encoder, objective, x, eps, beta, alpha)
         theta_moments.add(g_theta)
         phi_moments.add(g_phi)
+        for group, grads in (("encoder", g_phi), ("decoder", g_theta)):
+            if group in chosen and start < keep:
+                kept[group].append(grads[: keep - start, chosen[group][0]].detach().double().cpu())
         del g_theta, g_phi, eps
     enc = phi_moments.summary()
     dec = theta_moments.summary()
-    return SNRResult(enc[0], enc[1], dec[0], dec[1], replicates, chunk)
+    moments = {"encoder": phi_moments, "decoder": theta_moments}
+    parameters = {group: ParameterReplicates(name, torch.cat(kept[group]).numpy() if kept[group] else np.zeros(0),
+                                             *moments[group].parameter(index))
+                  for group, (index, name) in chosen.items()}
+    return SNRResult(enc[0], enc[1], dec[0], dec[1], replicates, chunk,
+                     parameters.get("encoder"), parameters.get("decoder"))
+
+
+def choose_parameters(decoder: Decoder, encoder: Encoder, encoder_parameter: str = "", decoder_parameter: str = "",
+                      keys: tuple[str, str] = ("view.gradients_encoder", "view.gradients_decoder"),
+                      ) -> dict[str, tuple[int, str]]:
+    """group ("encoder", "decoder") → (flat index, name) of the parameters whose replicates the probe keeps:
+    the ones named (``NAME[i]``), or the defaults where a name is empty. No decoder entry when θ is frozen.
+    A bad name raises ConfigError naming the key in ``keys``."""
+    out = {"encoder": parameter_index(encoder, encoder_parameter or default_encoder_parameter(encoder), False,
+                                      keys[0])}
+    default = default_decoder_parameter(decoder)
+    if default is not None:
+        out["decoder"] = parameter_index(decoder, decoder_parameter or default, True, keys[1])
+    return out

@@ -1,8 +1,9 @@
 """Edits of a Config as the window (or a script) makes them: one key at a time, validated like a file.
 
 Two kinds. *Live* edits change what the running Session trains without rebuilding it: a run's K, M, β,
-α or learning rate, and the shown observation. They replace one run's config (``dataclasses.replace``),
-and the Session applies the very same function, so the window's config and the session's agree.
+α or learning rate, the shown observation, and what the views show of the gradients (``LIVE_VIEW_KEYS``).
+They replace one run's config (``dataclasses.replace``), and the Session applies the very same function,
+so the window's config and the session's agree.
 *Structural* edits (problem, encoder, objective, batch size, seed, device, adding or removing a run)
 give a new Config from which a new Session is built.
 
@@ -22,6 +23,8 @@ from .problems import PROBLEMS, make_problem
 
 MAX_GUI_RUNS = 4
 LIVE_RUN_KEYS = ("k", "m", "beta", "alpha")
+#: view keys that change only what a snapshot shows
+LIVE_VIEW_KEYS = ("view.gradients", "view.arrows", "view.gradients_encoder", "view.gradients_decoder")
 #: objectives a new run takes: the first one not in use yet
 NEW_RUN_OBJECTIVES = ("iwae", "dreg", "rws", "miwae", "vae", "piwae", "stl", "ciwae", "vr")
 _RUN_KEY = re.compile(r"runs\.(\d+)\.(\w+)")
@@ -37,7 +40,8 @@ def has_generated_name(config: Config, index: int) -> bool:
 def is_live(key: str) -> bool:
     """Whether ``key`` (dotted, e.g. ``runs.1.k``) can change without a new Session."""
     match = _RUN_KEY.fullmatch(key)
-    return key in ("train.lr", "problem.observation") or bool(match and match.group(2) in (*LIVE_RUN_KEYS, "lr"))
+    return key in ("train.lr", "problem.observation", *LIVE_VIEW_KEYS) or \
+        bool(match and match.group(2) in (*LIVE_RUN_KEYS, "lr"))
 
 
 def _unique_names(runs: list[RunConfig]) -> tuple[RunConfig, ...]:

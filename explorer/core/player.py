@@ -32,13 +32,14 @@ from .errors import ConfigError
 from .session import RunFailure, Session
 
 #: commands a Session applies itself (they change what a snapshot shows)
-SESSION_COMMANDS = ("step", "set_lr", "set_run", "set_observation", "reset", "reseed")
+SESSION_COMMANDS = ("step", "set_lr", "set_run", "set_observation", "set_view", "reset", "reseed")
 #: requests: answered with a Reply carrying the request's id
 REQUESTS = ("metric_rows", "summary", "save_session", "write_metrics")
 #: background work (Session.background_work: fits and evaluations that run beside training) gets slices of
 #: this length, at most this fraction of the time spent training while training runs
 BACKGROUND_SLICE_S = 0.01
 BACKGROUND_FRACTION = 0.2
+FAST_FORWARD_NOTICE_S = 1.0  # a fast-forward says how far it is this often
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,10 @@ class Player:
         self.every_steps: int | None = None  # None: snapshots by wall clock; N: exactly every N-th step
         self.limit: int | None = session.config.steps if session is not None else None
         self._rate = 0.0
+        # "fast_forward": train to this step without snapshots (a Notice with the progress every
+        # FAST_FORWARD_NOTICE_S), then pause; a pause, a stop or any command that changes the view ends it
+        self._ff_target: int | None = None
+        self._ff_notice = 0.0
 
     # ------------------------------------------------------------------ commands in
     def send(self, name: str, **kwargs: Any) -> None:
@@ -129,6 +134,19 @@ class Player:
         """Apply one command. Returns (the view changed, events to yield)."""
         if name == "pause":
             self.paused = True  # a snapshot says so
+            if self._ff_target is not None:
+                self._ff_target = None
+                return True, [Notice("Fast-forward stopped", paused=True)]
+        elif name == "fast_forward":
+            n = int(kwargs.get("n", 0))
+            if n < 1:
+                raise ConfigError(f"fast_forward: n must be >= 1 steps, got {n}")
+            if self.session is None:
+                return False, []
+            self._ff_target = self.session.step_count + n
+            self._ff_notice = time.perf_counter()
+            self.paused, self.limit = False, None  # the user asked for these steps: past the scene's too
+            return False, [Notice(f"Training {n} steps without drawing…")]
         elif name == "resume":
             self.paused = False
             return False, []  # the next snapshot comes by the clock (or the cadence)
@@ -141,12 +159,14 @@ class Player:
             self.every_steps = None if every is None else max(1, int(every))
             return False, []
         elif name in ("build", "open_session"):
+            self._ff_target = None
             return True, self._build(name, kwargs)
         elif name in REQUESTS:
             return False, [self._answer(name, kwargs)]
         elif self.session is None:
             return False, []
         elif name in SESSION_COMMANDS:
+            self._ff_target = None  # an edit, a step or a reset ends a fast-forward (the snapshot shows it)
             try:
                 self.session.apply(name, **kwargs)
             except ConfigError as e:  # a bad live command must not end the loop
@@ -278,12 +298,12 @@ class Player:
             try:
                 session.step(1)
             except Exception as e:  # noqa: BLE001 — a run failed: say which, pause, serve on (Reset works)
-                self.paused = True
+                self.paused, self._ff_target = True, None
                 yield failure(e)
                 yield from self._snapshot_events()
                 continue
             trained += time.perf_counter() - t_step
-            if self.speed is not None:  # slow motion: hold each step to 1/speed seconds
+            if self.speed is not None and self._ff_target is None:  # slow motion: each step 1/speed s
                 delay = 1.0 / self.speed - (time.perf_counter() - t_step)
                 if delay > 0:
                     more, stop, events = self._drain(block=delay)
@@ -292,6 +312,17 @@ class Player:
                     if stop:
                         return
             now = time.perf_counter()
+            if self._ff_target is not None:
+                if session.step_count >= self._ff_target:
+                    self.paused, self._ff_target = True, None
+                    yield Notice(f"Fast-forward done: step {session.step_count}", paused=True)
+                    yield from self._snapshot_events()
+                    last_yield = time.perf_counter()
+                elif now - self._ff_notice >= FAST_FORWARD_NOTICE_S:
+                    self._ff_notice = now
+                    left = self._ff_target - session.step_count
+                    yield Notice(f"Training without drawing: step {session.step_count}, {left} to go")
+                continue
             if self.every_steps is not None:
                 due = session.step_count % self.every_steps == 0
             else:

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import edits
+from . import anatomy, edits
 from .budget import check_session
 from .cadence import probe_period
 from .config import Config, ConfigError, RunConfig, TrainConfig, config_from_dict, config_to_dict
-from .diagnostics import gradient_snr, snr_floor
+from .diagnostics import ParameterReplicates, choose_parameters, default_encoder_parameter, gradient_snr, snr_floor
 from .heldout import HeldOutEvaluation
 from .history import ROW_COLUMNS, MetricHistory
 from .models import Encoder, make_encoder
@@ -44,12 +44,13 @@ from .seeding import TRAIN as _TRAIN
 from .seeding import VIEW as _VIEW
 from .seeding import Seeder, derive
 from .session_state import check_session_state
-from .snapshot import METRICS, RunView, Snapshot
+from .snapshot import METRICS, GradientSample, RunView, Snapshot
 from .threads import ensure_default_threads
 from .views import MANIFOLD_BOX, Viewer, box_centres
 
 
 REPR_WIDTH = 1200  # pixels of the figure Jupyter shows inline
+GRADIENT_KEEP = 4096  # replicate values of each chosen parameter a snapshot carries (the histograms)
 
 
 class RunFailure(RuntimeError):
@@ -118,6 +119,8 @@ class _Run:
     snr: dict[str, float] = field(default_factory=dict)
     heldout: dict[str, float] = field(default_factory=dict)  # the last held-out evaluation's numbers (heldout.py)
     last_view: RunView | None = None
+    chosen: dict[str, tuple[int, str]] = field(default_factory=dict)  # the histograms' parameters (probe indices)
+    gradients: tuple[GradientSample, ...] = ()  # the last probe's replicates of them
 
     @property
     def m(self) -> int:
@@ -147,6 +150,7 @@ class Session:
         self.observation = config.problem.observation
         self._viewer = Viewer(self.problem, config.view.grid, config.view.samples, self.device, config.problem.decoder)
         self.runs = [self._make_run(i) for i in range(len(config.runs))]
+        self._choose_parameters(config)
         self.step_count = 0
         self.history = MetricHistory(r.cfg.name for r in self.runs)
         self._jobs: list[Any] = []  # background work beside training (see background_work)
@@ -204,6 +208,23 @@ class Session:
         self._set_config(edits.set_observation(self.config, index))
         self.observation = index
 
+    def set_view(self, key: str, value: Any) -> None:
+        """One of the view keys that change only what a snapshot shows (``edits.LIVE_VIEW_KEYS``): the
+        gradient histograms and arrows, and the parameters the histograms show (from the next probe on)."""
+        if f"view.{key}" not in edits.LIVE_VIEW_KEYS:
+            raise ConfigError(f"view.{key}: cannot be changed live (only {', '.join(edits.LIVE_VIEW_KEYS)})")
+        config = edits.edit(self.config, f"view.{key}", value)
+        self._choose_parameters(config)  # a parameter name that is not there is refused before anything changes
+        self._set_config(config)
+
+    def _choose_parameters(self, config: Config) -> None:
+        """Resolve the histograms' parameter names for every run (ConfigError naming the key, else)."""
+        view = config.view
+        chosen = [choose_parameters(r.decoder, r.encoder, view.gradients_encoder, view.gradients_decoder)
+                  for r in self.runs]
+        for run, c in zip(self.runs, chosen):
+            run.chosen = c
+
     def _set_config(self, config: Config) -> None:
         """Adopt a config that differs from the current one only in live keys (see core/edits.py); one that
         would not fit the resource budget (a live K of 10⁶) is refused like a file would be."""
@@ -218,8 +239,8 @@ class Session:
         self._version += 1
 
     def apply(self, name: str, **kwargs: Any) -> bool:
-        """Apply one command now (``step``, ``set_lr``, ``set_run``, ``set_observation``, ``reset``,
-        ``reseed``). Returns True when it changed what a snapshot would show.
+        """Apply one command now (``step``, ``set_lr``, ``set_run``, ``set_observation``, ``set_view``,
+        ``reset``, ``reseed``). Returns True when it changed what a snapshot would show.
 
         Bad arguments raise ConfigError naming the command, whatever went wrong inside."""
         try:
@@ -238,6 +259,8 @@ class Session:
             self.set_run(kwargs.pop("run"), **kwargs)
         elif name == "set_observation":
             self.set_observation(kwargs["index"])
+        elif name == "set_view":
+            self.set_view(kwargs["key"], kwargs["value"])
         elif name == "reset":
             self.reset()
         elif name == "reseed":
@@ -323,19 +346,40 @@ class Session:
             gen = self._seeded(self.step_count, _PROBE, run.m, run.cfg.k)
             try:
                 res = gradient_snr(run.decoder, run.encoder, run.cfg.objective, self._batch_for(run, batch),
-                                   run.cfg.k, run.m, view.snr_replicates, gen, run.cfg.beta, run.cfg.alpha)
+                                   run.cfg.k, run.m, view.snr_replicates, gen, run.cfg.beta, run.cfg.alpha,
+                                   keep_parameters=run.chosen, keep=GRADIENT_KEEP)
             except RuntimeError as e:  # e.g. out of memory on a huge K·R: skip this probe, say why
                 run.snr = {"error": str(e).splitlines()[0]}  # type: ignore[dict-item]
+                run.gradients = ()
                 continue
             run.snr = {"snr_encoder": res.encoder_mean, "snr_decoder": res.decoder_mean,
                        "snr_encoder_median": res.encoder_median, "snr_decoder_median": res.decoder_median,
                        "snr_step": float(self.step_count)}
+            samples = []
+            for group, kept in (("encoder", res.encoder_parameter), ("decoder", res.decoder_parameter)):
+                if kept is not None:
+                    run.snr[f"snr_{group}_param"] = kept.snr
+                    samples.append(self._gradient_sample(run, group, kept, res.replicates))
+            run.gradients = tuple(samples)
+
+    def _gradient_sample(self, run: _Run, group: str, kept: ParameterReplicates, replicates: int) -> GradientSample:
+        """A probe's kept replicates as the histograms show them: gradients of the objective (ascent)."""
+        if group == "decoder":
+            label = f"decoder θ: {kept.name}"
+        elif kept.name == default_encoder_parameter(run.encoder):
+            label = f"encoder φ: {kept.name}, the bias of {anatomy.location_name(run.encoder)} in z₁"
+        else:
+            label = f"encoder φ: {kept.name}"
+        values = (-kept.values).astype(np.float32)
+        values.flags.writeable = False
+        return GradientSample(group, kept.name, label, values, -kept.mean, kept.sd, replicates, self.step_count)
 
     # ------------------------------------------------------------------ views and metrics
     def _view_run(self, run: _Run) -> RunView:
         x_obs = self.data[self.observation : self.observation + 1]
         gen = self._seeded(self.step_count, _VIEW, run.m, run.cfg.k, self.observation)
-        return self._viewer.run_view(run, x_obs, gen)
+        view = self._viewer.run_view(run, x_obs, gen, arrows=self.config.view.arrows)
+        return dataclasses.replace(view, gradients=run.gradients)  # the last probe's replicates (the histograms)
 
     def _views(self) -> tuple[RunView, ...]:
         """Every run's view of the current state, evaluated once per (step, version)."""
@@ -366,6 +410,7 @@ class Session:
             data=self.data.cpu().numpy().astype(np.float32), observation=self.observation, runs=runs,
             history=history, snr_replicates=self.config.view.snr_replicates,
             snr_floor=snr_floor(self.config.view.snr_replicates), snr_every=self.probe_every, warnings=tuple(warnings),
+            show_gradients=self.config.view.gradients, show_arrows=self.config.view.arrows,
             image_shape=self.problem.image_shape,
             manifold_box=MANIFOLD_BOX if self.problem.image_shape is not None else None,
         )

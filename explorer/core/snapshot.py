@@ -40,6 +40,8 @@ METRICS = (
     "kl_qp_err",  # is called exact when its error is within exact.tolerance(value) = max(1e-3, 1e-3·|value|)
     "kl_pq_err",
     "elbo_exact_err",
+    "snr_encoder_param",  # |mean|/sd of the one encoder parameter the gradient histograms show (last probe)
+    "snr_decoder_param",  # same for the decoder parameter (absent when θ is frozen)
     # the held-out evaluation of an image problem (core/heldout.py): averages over its fixed test images,
     # at the step in metrics.csv's test_step (summary.json's final: the last step)
     "test_log_px",  # exact log p_θ(x) by cubature, averaged; its error estimate is test_log_px_err
@@ -56,6 +58,20 @@ class ModeView:
     center: tuple[float, float]
     p_mass: float
     q_mass: float
+
+
+@dataclass(frozen=True)
+class GradientSample:
+    """The SNR probe's R replicate gradient estimates of one scalar parameter (the paper's Fig. 2)."""
+
+    group: str  # "encoder" (φ) or "decoder" (θ)
+    parameter: str  # NAME[i] of the module's named_parameters
+    label: str  # what the parameter is, in words
+    values: np.ndarray  # [n ≤ R] float32: the first n replicates' gradients of the objective (ascent direction)
+    mean: float  # over all R replicates (not only the n kept): the probe's own numbers
+    sd: float  # ddof = 1
+    replicates: int  # R
+    step: int  # the step of the probe
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,15 @@ class RunView:
     q_box: tuple[float, float, float, float] | None = None  # where q has its mass
     view_box: tuple[float, float, float, float] | None = None  # what the panel should show of both
     approximate: str = ""  # one short line saying why an exact number is only approximate ("" when none is)
+    gradients: tuple[GradientSample, ...] = ()  # the last probe's replicates of the chosen parameters
+    # each particle's share of the φ-objective's gradient w.r.t. q's location for x_obs (core/anatomy.py),
+    # for the particles above ([K, 2], group 1 of M), their sum over all M·K particles ([2]), the location
+    # itself ([2], where the sum is drawn from) and what it is ("q's mean", or the flow's shift); None
+    # unless view.arrows
+    arrows: np.ndarray | None = None
+    arrow_sum: np.ndarray | None = None
+    arrow_origin: np.ndarray | None = None
+    arrows_wrt: str = ""
     # image problems (Snapshot.image_shape set): the decoder's mean image E[x|z] at q's mean for x_obs
     # ([x_dim]), and over the manifold grid ([n, n, x_dim], indexed [i₁, i₂] over Snapshot.manifold_box)
     reconstruction: np.ndarray | None = None
@@ -111,6 +136,8 @@ class Snapshot:
     steps_per_s: float = 0.0
     paused: bool = True
     warnings: tuple[str, ...] = ()
+    show_gradients: bool = False  # view.gradients: the gradient histograms panel
+    show_arrows: bool = False  # view.arrows: the per-particle gradient arrows on the posterior panels
     image_shape: tuple[int, int] | None = None  # x is an image of rows × columns (row-major): draw it so
     manifold_box: tuple[float, float, float, float] | None = None  # the z region of RunView.manifold
 

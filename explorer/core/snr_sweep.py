@@ -5,6 +5,10 @@ optimum (μ* = mean of the data, A* = I/2, b* = μ*/2) every parameter is pertur
 data point and each estimator, M and K we draw R replicate gradients (vectorised) and report the mean
 per-parameter SNR of the encoder (φ = A, b) and decoder (θ = μ) gradients. Theory: decoder SNR ∝ √(MK);
 IWAE encoder SNR ∝ √(M/K); DReG encoder SNR ∝ √K.
+
+``dump`` (``snr --dump-replicates``) also keeps every replicate gradient of one encoder and one decoder
+parameter per point, as gradients of the objective (the ascent direction, as the window's histograms show
+them), so the paper's Fig. 2 can be remade from the JSON.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from .diagnostics import gradient_snr, snr_floor
+from .diagnostics import ParameterReplicates, choose_parameters, gradient_snr, snr_floor
 from .models import LinearEncoder
 from .objectives import OBJECTIVES
 from .problems import make_problem
@@ -53,11 +57,13 @@ def perturbed_optimum(dim: int, perturb: float, seed: int, n_data: int = 1024) -
 def snr_sweep(dim: int = 2, estimators: Iterable[str] = ("iwae", "dreg"), ks: Iterable[int] = (1, 10, 100),
               ms: Iterable[int] = (1,), replicates: int = 10_000, perturb: float = 0.1, seed: int = 0,
               beta: float = 0.5, alpha: float = 0.5, device: str = "cpu",
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the sweep; returns the ``snr --json`` contract dict (plus wall_s and slopes)."""
+              progress: Callable[[str], None] | None = None, dump: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Run the sweep; returns the ``snr --json`` contract dict (plus wall_s and slopes). ``dump``: the
+    (encoder, decoder) parameters, ``NAME[i]`` ("" for the defaults), whose replicates each result keeps."""
     setup = perturbed_optimum(dim, perturb, seed)
     dev = torch.device(device)
     decoder, encoder, x = setup.decoder.to(dev), setup.encoder.to(dev), setup.x.to(dev)
+    keep = choose_parameters(decoder, encoder, *dump, keys=("--dump-replicates",) * 2) if dump is not None else None
     results = []
     t0 = time.perf_counter()
     for estimator in estimators:
@@ -65,14 +71,25 @@ def snr_sweep(dim: int = 2, estimators: Iterable[str] = ("iwae", "dreg"), ks: It
         for m in m_list:
             for k in ks:
                 gen = torch.Generator(device=dev).manual_seed(seed * 1_000_003 + 7919 * k + m)
-                res = gradient_snr(decoder, encoder, estimator, x, k, m, replicates, gen, beta, alpha)
+                res = gradient_snr(decoder, encoder, estimator, x, k, m, replicates, gen, beta, alpha,
+                                   keep_parameters=keep, keep=replicates)
                 results.append({"estimator": estimator, "m": m, "k": k,
                                 "snr_encoder": res.encoder_mean, "snr_decoder": res.decoder_mean})
+                if keep is not None:
+                    results[-1].update({f"replicates_{group}": _dumped(kept) for group, kept in
+                                        (("encoder", res.encoder_parameter), ("decoder", res.decoder_parameter))})
                 if progress:
                     progress(f"{estimator} M={m} K={k}")
     return {"problem": "gaussian", "dim": dim, "replicates": replicates, "perturb": perturb, "seed": seed,
             "beta": beta, "alpha": alpha, "results": results, "slopes": fit_slopes(results, snr_floor(replicates)),
             "wall_s": time.perf_counter() - t0}
+
+
+def _dumped(kept: ParameterReplicates | None) -> dict[str, Any] | None:
+    """One parameter's replicates for the JSON: gradients of the objective (ascent), with mean and sd."""
+    if kept is None:
+        return None
+    return {"parameter": kept.name, "mean": -kept.mean, "sd": kept.sd, "values": (-kept.values).tolist()}
 
 
 def fit_slopes(results: list[dict[str, Any]], floor: float = 0.0) -> list[dict[str, Any]]:

@@ -64,7 +64,21 @@ STORY: tuple[StoryScene, ...] = (
         preset="snr-vs-k",
     ),
     StoryScene(
-        title="5 · PIWAE, MIWAE, CIWAE",
+        title="5 · Why the signal vanishes",
+        caption=(
+            "The same three runs over their first 200 steps, opened up. At the bottom, the probe's 256 gradient "
+            "estimates of one encoder parameter (the bias of q's mean in z₁) and one decoder parameter: as K "
+            "grows the encoder's histogram narrows, but its mean sinks towards zero faster, so |mean|/sd falls, "
+            "while the decoder's narrows much faster than its mean changes, so its |mean|/sd rises. The arrows "
+            "show why: IWAE pulls q's mean by "
+            "Σ w̃_k ∇log p(x, z_k), and as the weighted particles come to represent the true posterior these "
+            "pulls cancel (their average under p(z|x) is exactly zero), whatever q is."
+        ),
+        preset="snr-vs-k",
+        overrides=("steps=200", "view.gradients=true", "view.arrows=true"),
+    ),
+    StoryScene(
+        title="6 · PIWAE, MIWAE, CIWAE",
         caption=(
             "Three fixes from the paper, all with 64 particles: MIWAE averages M = 8 bounds of K = 8; CIWAE "
             "mixes ELBO and IWAE (β = 0.5); PIWAE trains θ on L₆₄ and φ on MIWAE(8, 8). Each has a much higher "
@@ -74,7 +88,7 @@ STORY: tuple[StoryScene, ...] = (
         preset="tighter-not-better",
     ),
     StoryScene(
-        title="6 · DReG: the encoder gradient fixed",
+        title="7 · DReG: the encoder gradient fixed",
         caption=(
             "The doubly-reparameterised gradient (Tucker et al. 2019) estimates the same ∇φ L_K as IWAE, "
             "without bias, but without the noisy score-function term. Its encoder SNR is far above IWAE's (at "
@@ -85,9 +99,9 @@ STORY: tuple[StoryScene, ...] = (
         preset="dreg-fix",
     ),
     StoryScene(
-        title="7 · Real digits: the exact test log-likelihood",
+        title="8 · Real digits: the exact test log-likelihood",
         caption=(
-            "The four objectives of scene 5 on 8 × 8 handwritten digits, with a 2-D latent and a learned "
+            "The four objectives of scene 6 on 8 × 8 handwritten digits, with a 2-D latent and a learned "
             "decoder. Because z is 2-D, log p(x) and KL(q‖p(z|x)) of every test image are integrated exactly, "
             "not estimated. All four reach the same test log-likelihood within a nat, but IWAE-64's q is by far "
             "the worst: its mean KL(q‖p) over the test images is several times the others'."

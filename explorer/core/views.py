@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from . import exact
+from .anatomy import gradient_anatomy
 from .cubature import Box, LogDensity, hull, pad
 from .diagnostics import ess_frac
 from .exact import Estimate, Posterior
@@ -148,13 +149,19 @@ class Viewer:
 
     # ------------------------------------------------------------------ one run
     @torch.no_grad()
-    def run_view(self, run: Any, x_obs: Tensor, gen: torch.Generator) -> RunView:
-        """The run's view for x_obs [1, x_dim]; ``gen`` seeds its particles, samples and tail draws."""
+    def run_view(self, run: Any, x_obs: Tensor, gen: torch.Generator, arrows: bool = False) -> RunView:
+        """The run's view for x_obs [1, x_dim]; ``gen`` seeds its particles, samples and tail draws.
+        ``arrows``: also each particle's share of the encoder's gradient (core/anatomy.py)."""
         pv = self.posterior(run, x_obs)
         decoder = run.decoder
         k, m = run.cfg.k, run.m
         dtype, device = x_obs.dtype, self.device
-        particles = draw(decoder, run.encoder, x_obs, torch.randn((m, k, 1, 2), generator=gen, device=device))
+        eps_particles = torch.randn((m, k, 1, 2), generator=gen, device=device)
+        particles = draw(decoder, run.encoder, x_obs, eps_particles)
+        shares = None
+        if arrows:  # the same particles, differentiated (its own pass: this one runs without autograd)
+            shares = gradient_anatomy(decoder, run.encoder, run.cfg.objective, x_obs, eps_particles,
+                                      run.cfg.beta, run.cfg.alpha)
         log_w = particles.log_w  # [M, K, 1]
         q = particles.q  # q_φ(·|x_obs), its pass over x done once
         eps_s = torch.randn((self.samples, 1, 2), generator=gen, device=device)
@@ -235,6 +242,7 @@ class Viewer:
             log_post=log_post, log_q=log_q.astype(np.float32), metrics=metrics, modes=modes,
             diverged_step=run.diverged_step, warnings=tuple(warnings),
             post_box=post_box, q_box=q_box, view_box=view_box, approximate=reason, **images,
+            **_arrow_fields(shares),
         )
         return _finite_or_last(run, view)
 
@@ -248,6 +256,15 @@ class Viewer:
         recon = mean_image(q_mean[None]).cpu().numpy()[0].astype(np.float32)
         manifold = mean_image(grid.points).cpu().numpy().reshape(MANIFOLD_N, MANIFOLD_N, -1).astype(np.float32)
         return {"reconstruction": np.nan_to_num(recon), "manifold": np.nan_to_num(manifold)}
+
+
+def _arrow_fields(shares: Any) -> dict[str, Any]:
+    """RunView's arrow fields from an Anatomy (group 1's shares and the sum over all particles), or none."""
+    if shares is None:
+        return {}
+    return {"arrows": shares.shares[0, :, 0].cpu().numpy().astype(np.float32),
+            "arrow_sum": shares.total[0].cpu().numpy().astype(np.float64),
+            "arrow_origin": shares.location[0].cpu().numpy().astype(np.float64), "arrows_wrt": shares.wrt}
 
 
 def _reason(post: Posterior, q_side: exact.QSide, log_px: Estimate, kl_qp: Estimate, kl_pq: Estimate,

@@ -245,6 +245,11 @@ class SessionController(QObject):
             self.pause()
         self._send("step", n=n)
 
+    def fast_forward(self, n: int) -> None:
+        """Train ``n`` steps without snapshots (Notices say the progress), then pause; Pause stops it."""
+        self._send("fast_forward", n=int(n))
+        self._set_state("running")
+
     @Slot()
     def reset(self) -> None:
         """Back to step 0 with the same seed (same data, same initial weights)."""
@@ -282,6 +287,8 @@ class SessionController(QObject):
             self._send("set_lr", run=None, lr=config.train.lr)
         elif key == "problem.observation":
             self._send("set_observation", index=config.problem.observation)
+        elif key in edits.LIVE_VIEW_KEYS:
+            self._send("set_view", key=key.split(".", 1)[1], value=value)
         elif key.endswith(".lr"):
             self._send("set_lr", run=int(index), lr=value)
         else:

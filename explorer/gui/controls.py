@@ -11,6 +11,9 @@ user makes goes out as a request, and the controls show the config that comes ba
 
 Invalid values are refused at the control: every spin box has the range the config accepts, and says
 why when it refuses what was typed (a tooltip at the box, and ``refused(reason)`` for the status bar).
+The boxes whose value drives memory and time (K, M, batch size) stop where the resource budget does
+(``explorer.core.budget.max_admissible`` for the config shown, cached per config: :class:`BudgetLimits`),
+so a spin box cannot ask for a session the machine cannot hold.
 """
 from __future__ import annotations
 
@@ -35,8 +38,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.core.config import Config, RunConfig, list_presets
+from explorer.core import budget, edits
+from explorer.core.config import LIMITS, Config, RunConfig, list_presets
 from explorer.core.edits import MAX_GUI_RUNS
+from explorer.core.errors import ConfigError
 from explorer.core.models import ENCODERS
 from explorer.core.objectives import OBJECTIVES
 from explorer.core.problems import PROBLEMS
@@ -67,8 +72,12 @@ def _explain_refusal(box: "SpinBox | DoubleSpinBox", text: str) -> None:
             return  # not a number (yet): the box just does not take the keystroke
     if box.minimum() <= value <= box.maximum():
         return
-    reason = (f"{box.label}: {stripped} is refused; it must be between {box.textFromValue(box.minimum())} "
-              f"and {box.textFromValue(box.maximum())}{box.why}")
+    if value > box.maximum() and box.budget_limited:
+        reason = (f"{box.label}: {stripped} is refused; this scene fits {box.label} ≤ "
+                  f"{box.textFromValue(box.maximum())} (memory/time budget)")
+    else:
+        reason = (f"{box.label}: {stripped} is refused; it must be between {box.textFromValue(box.minimum())} "
+                  f"and {box.textFromValue(box.maximum())}{box.why}")
     QToolTip.showText(box.mapToGlobal(QPoint(0, box.height())), reason, box)
     box.refused.emit(reason)
 
@@ -78,17 +87,30 @@ class SpinBox(QSpinBox):
 
     Typing past the maximum is refused key by key; a value below the minimum is put back to the last
     valid one on Enter or focus-out. Both show why (tooltip) and emit ``refused(reason)``.
+    ``set_budget_limit`` lowers the maximum to what the resource budget admits (the refusal says so).
     """
 
     refused = Signal(str)
+    budget_limited = False  # the maximum is the budget's, not the config's
 
     def __init__(self, lo: int, hi: int, tip: str, label: str, why: str = "",
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.label, self.why = label, why
+        self.label, self.why, self._tip, self.config_max = label, why, tip, hi
         self.setRange(lo, hi)
         self.setKeyboardTracking(False)  # apply on Enter / focus-out / arrows, not on every digit
         self.setToolTip(tip)
+
+    def set_budget_limit(self, limit: int | None, value: int) -> None:
+        """The maximum for a box about to show ``value``: the budget's ``limit`` (None: not even the
+        minimum fits), never below ``value`` itself (the session running with it was admitted)."""
+        if limit is None:
+            limit = self.minimum()
+        top = min(self.config_max, max(limit, value))
+        self.budget_limited = top < self.config_max
+        self.setMaximum(top)
+        self.setToolTip(f"{self._tip}\nThis scene fits {self.label} ≤ {top} (memory/time budget)"
+                        if self.budget_limited else self._tip)
 
     def validate(self, text: str, pos: int):  # noqa: D102 (Qt override)
         result = super().validate(text, pos)
@@ -105,6 +127,7 @@ class DoubleSpinBox(QDoubleSpinBox):
     """A number box over the range the config accepts that explains a refused entry (see SpinBox)."""
 
     refused = Signal(str)
+    budget_limited = False
 
     def __init__(self, lo: float, hi: float, step: float, decimals: int, tip: str, label: str,
                  why: str = "", parent: QWidget | None = None) -> None:
@@ -189,6 +212,48 @@ def _section(title: str) -> tuple[QGroupBox, QFormLayout]:
     return box, form
 
 
+class BudgetLimits:
+    """The largest K (and M, where the objective reads it) of each run and the largest batch size that fit
+    the resource budget with the rest of a config (``budget.max_admissible``), for the config shown.
+
+    One config's limits take ~10-60 ms (a bisection of the estimate per key), so they are kept for the
+    last few configs: the controls are rendered again after every edit, and often for a config seen
+    before (a refused edit, a rebuild that failed). The budget follows the memory available when a
+    config is first seen."""
+
+    KEEP = 8
+
+    def __init__(self) -> None:
+        self._cache: list[tuple[Config, str, dict[str, int | None]]] = []
+        self.computed = 0  # configs whose limits were computed (not taken from the cache)
+
+    def limits(self, config: Config, device: str) -> dict[str, int | None]:
+        """{"runs.I.k": max, "runs.I.m": max, "train.batch_size": max}; a max is None where not even the
+        smallest value fits."""
+        for cached, cached_device, limits in self._cache:
+            if cached_device == device and cached == config:
+                return limits
+        limits = self._compute(config, device)
+        self._cache = [(config, device, limits), *self._cache[: self.KEEP - 1]]
+        self.computed += 1
+        return limits
+
+    @staticmethod
+    def _compute(config: Config, device: str) -> dict[str, int | None]:
+        limits: dict[str, int | None] = {}
+        try:
+            for i, run in enumerate(config.runs):
+                limits[f"runs.{i}.k"] = budget.max_admissible(config, f"runs.{i}.k", device or None)
+                if OBJECTIVES[run.objective].uses_m():
+                    limits[f"runs.{i}.m"] = budget.max_admissible(config, f"runs.{i}.m", device or None)
+            # the batch box sets train.batch_size for every run (edits.edit drops per-run sizes)
+            uniform = edits.edit(config, "train.batch_size", config.train.batch_size)
+            limits["train.batch_size"] = budget.max_admissible(uniform, "train.batch_size", device or None)
+        except ConfigError:  # a budget setting that is not understood: the session's own check says why
+            return {}
+        return limits
+
+
 class RunEditor(QGroupBox):
     """One run: objective (with its parameters) and encoder."""
 
@@ -224,8 +289,8 @@ class RunEditor(QGroupBox):
             self.encoder.setItemData(i, what, Qt.ItemDataRole.ToolTipRole)
         form.addRow("Encoder", self.encoder)
 
-        self.k = SpinBox(1, 100_000, "K: importance samples (particles) per group", "K")
-        self.m = SpinBox(1, 10_000, "M: independent groups of K particles", "M")
+        self.k = SpinBox(*LIMITS["runs.k"], "K: importance samples (particles) per group", "K")
+        self.m = SpinBox(*LIMITS["runs.m"], "M: independent groups of K particles", "M")
         self.beta = DoubleSpinBox(0.0, 1.0, 0.05, 2, "β: weight of the ELBO in β·ELBO + (1−β)·L_K", "β")
         self.alpha = DoubleSpinBox(-5.0, 0.95, 0.05, 2, "α of the Rényi bound (α = 0: IWAE, α → 1: ELBO)", "α",
                                    " (α = 1 is the ELBO itself: use a VAE run)")
@@ -239,13 +304,18 @@ class RunEditor(QGroupBox):
         for key, box in self._param_rows.items():
             box.valueChanged.connect(lambda value, key=key: self._on_param(key, value))
 
-    def set_run(self, run: RunConfig, encoder: str, removable: bool) -> None:
+    def set_run(self, run: RunConfig, encoder: str, removable: bool,
+                limits: dict[str, int | None] | None = None) -> None:
+        """Show ``run``; ``limits``: the budget's largest K and M ("k", "m"), absent where unknown."""
         widgets = (self.objective, self.encoder, self.k, self.m, self.beta, self.alpha)
+        limits = limits or {}
         for w in widgets:
             w.blockSignals(True)
         try:
             self.objective.setCurrentIndex(self.objective.findData(run.objective))
             self.encoder.setCurrentIndex(self.encoder.findData(encoder))
+            for key, box, value in (("k", self.k, run.k), ("m", self.m, run.m)):
+                box.set_budget_limit(limits.get(key, box.config_max), value)
             self.k.setValue(run.k)
             self.m.setValue(run.m)
             self.beta.setValue(run.beta)
@@ -296,6 +366,7 @@ class ControlPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._runs: list[RunEditor] = []
+        self.budget_limits = BudgetLimits()
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)
         outer.setSpacing(6)
@@ -349,7 +420,7 @@ class ControlPanel(QWidget):
         box, form = _section("Training")
         self.lr = LogSpinBox(1e-6, 1.0, "Learning rate of every run (applies at the next step)")
         form.addRow("Learning rate", self.lr)
-        self.batch_size = SpinBox(1, 100_000, "Minibatch size (rebuilds the session)", "Batch size")
+        self.batch_size = SpinBox(*LIMITS["train.batch_size"], "Minibatch size (rebuilds the session)", "Batch size")
         form.addRow("Batch size", self.batch_size)
         self.seed = SpinBox(0, 2**31 - 1, "Seed (rebuilds the session); Reseed picks a new one", "Seed")
         form.addRow("Seed", self.seed)
@@ -402,7 +473,9 @@ class ControlPanel(QWidget):
                 self.batch_size, self.seed, self.device]
 
     def set_config(self, cfg: Config, device: str, preset: str | None = None) -> None:
-        """Show ``cfg`` (running on ``device``) in the controls without emitting any change."""
+        """Show ``cfg`` (running on ``device``) in the controls without emitting any change; K, M and the
+        batch size stop where the resource budget does for ``cfg``."""
+        limits = self.budget_limits.limits(cfg, device)
         widgets = self._silent()
         for w in widgets:
             w.blockSignals(True)
@@ -418,6 +491,8 @@ class ControlPanel(QWidget):
             self.learn_decoder.setChecked(cfg.problem.learn_decoder)
             lrs = {cfg.run_train(i).lr for i in range(len(cfg.runs))}
             self.lr.setValue(cfg.train.lr if len(lrs) != 1 else lrs.pop())
+            self.batch_size.set_budget_limit(limits.get("train.batch_size", self.batch_size.config_max),
+                                             cfg.train.batch_size)
             self.batch_size.setValue(cfg.train.batch_size)
             self.seed.setValue(min(cfg.seed, self.seed.maximum()))
             if device:
@@ -425,9 +500,9 @@ class ControlPanel(QWidget):
         finally:
             for w in widgets:
                 w.blockSignals(False)
-        self._show_runs(cfg)
+        self._show_runs(cfg, limits)
 
-    def _show_runs(self, cfg: Config) -> None:
+    def _show_runs(self, cfg: Config, limits: dict[str, int | None]) -> None:
         """The run editors: rebuilt when the number of runs changes, else updated in place (a box being
         typed into keeps its focus)."""
         if len(self._runs) != len(cfg.runs):
@@ -444,7 +519,8 @@ class ControlPanel(QWidget):
                 self._runs_layout.addWidget(editor)
                 self._runs.append(editor)
         for i, (editor, run) in enumerate(zip(self._runs, cfg.runs)):
-            editor.set_run(run, cfg.run_train(i).encoder, removable=len(cfg.runs) > 1)
+            run_limits = {key: limits[f"runs.{i}.{key}"] for key in ("k", "m") if f"runs.{i}.{key}" in limits}
+            editor.set_run(run, cfg.run_train(i).encoder, removable=len(cfg.runs) > 1, limits=run_limits)
         self.add_run.setEnabled(len(cfg.runs) < MAX_GUI_RUNS)
 
     def set_state(self, state: str) -> None:

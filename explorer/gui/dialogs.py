@@ -12,6 +12,7 @@ from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QSpinBox, QWidget
 
 from . import gif
+from .layout import ASPECTS
 
 
 def slug(text: str) -> str:
@@ -23,12 +24,18 @@ def slug(text: str) -> str:
 class ExportChoice:
     panel: str | None  # None: the whole figure
     ext: str  # "png" | "svg"
-    scale: int  # PNG width as a multiple of the on-screen width
+    scale: int  # PNG width as a multiple of the on-screen width (of the style's width, with a style)
     copy: bool = False  # to the clipboard instead of a file
+    style: str | None = None  # None: as on screen; else one of layout.EXPORT_STYLES
+    aspect: str | None = None  # None: the window's shape (the style's 16:10 with a style); else of ASPECTS
 
     def file_name(self, stem: str) -> str:
         if self.panel:
             stem += f"-{slug(self.panel)}"
+        if self.style:
+            stem += f"-{self.style}"
+        if self.aspect:
+            stem += f"-{self.aspect.replace(':', 'x')}"
         if self.ext == "png" and self.scale > 1:
             stem += f"@{self.scale}x"
         return f"{stem}.{self.ext}"
@@ -52,10 +59,14 @@ def _target_combo(panels: Sequence[str]) -> QComboBox:
 
 
 class ExportDialog(QDialog):
-    """The whole figure or one panel, as PNG at 1×/2×/4× width or SVG; or a copy to the clipboard."""
+    """The whole figure or one panel (with the run legend where it has a line per run), as PNG at 1×/2×/4×
+    width or SVG, as on screen or in an export style (screen, talk, paper) and aspect; or a copy to the
+    clipboard."""
 
     FORMATS = (("PNG, 1× width", "png", 1), ("PNG, 2× width", "png", 2), ("PNG, 4× width (talks)", "png", 4),
                ("SVG (vector)", "svg", 1))
+    STYLES = (("As on screen", None), ("Screen (1600 px)", "screen"),
+              ("Talk: presentation fonts and lines (1920 px)", "talk"), ("Paper: compact, white (2400 px)", "paper"))
     chosen = Signal(object)  # ExportChoice
 
     def __init__(self, panels: Sequence[str], parent: QWidget | None = None) -> None:
@@ -68,6 +79,16 @@ class ExportDialog(QDialog):
         for label, ext, scale in self.FORMATS:
             self.format.addItem(label, (ext, scale))
         form.addRow("Format", self.format)
+        self.style = QComboBox()
+        for label, name in self.STYLES:
+            self.style.addItem(label, name)
+        self.style.setToolTip("An export style draws the current frame again on a figure of its own size")
+        form.addRow("Style", self.style)
+        self.aspect = QComboBox()
+        self.aspect.addItem("As the window", None)
+        for name in ASPECTS:
+            self.aspect.addItem(name, name)
+        form.addRow("Aspect", self.aspect)
         buttons = QDialogButtonBox()
         self.save = buttons.addButton("Save…", QDialogButtonBox.ButtonRole.AcceptRole)
         self.copy = buttons.addButton("Copy to clipboard", QDialogButtonBox.ButtonRole.ActionRole)
@@ -79,7 +100,8 @@ class ExportDialog(QDialog):
 
     def choice(self, copy: bool = False) -> ExportChoice:
         ext, scale = self.format.currentData()
-        return ExportChoice(self.target.currentData(), ext, scale, copy)
+        return ExportChoice(self.target.currentData(), ext, scale, copy, self.style.currentData(),
+                            self.aspect.currentData())
 
     def _choose(self, copy: bool) -> None:
         choice = self.choice(copy)

@@ -29,6 +29,17 @@ from explorer.core.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
+#: (pool, worker) of training threads that outlived their engine's ``stop()``: kept here until the thread
+#: ends, because destroying a busy QThreadPool (its engine's deleteLater) waits for the thread while holding
+#: the GIL that the thread needs to finish: the window hung for good (found by benchmarks/monkey.py)
+_OUTLIVING: list[tuple[QThreadPool, GeneratorWorker]] = []
+
+
+def threads_outliving() -> int:
+    """How many training threads are still ending after their engine stopped (forgets the ended ones)."""
+    _OUTLIVING[:] = [(pool, worker) for pool, worker in _OUTLIVING if pool.activeThreadCount() > 0]
+    return len(_OUTLIVING)
+
 
 def lower_thread_priority(nice: int) -> None:
     """Make the calling thread yield the CPU to the GUI thread when both want it (Linux only).
@@ -119,9 +130,13 @@ class ThreadEngine(QObject):
             self._worker.quit()
             done = self._pool.waitForDone(200)
             log.warning("the training thread did not stop within %.1f s%s", timeout_s,
-                        "" if done else " and is still running")
+                        "" if done else "; it ends after its current work")
         if done:
             self._running = False
+        else:  # the engine may be deleted now; its pool and worker may not, until the thread has ended
+            threads_outliving()
+            self._pool.setParent(None)
+            _OUTLIVING.append((self._pool, self._worker))
         return done
 
     # ------------------------------------------------------------------ slots (GUI thread)

@@ -58,6 +58,22 @@ def render_image(target: object, width: int | None = None) -> QImage:
     return image
 
 
+def stack_images(top: QImage, bottom: QImage, background: str) -> QImage:
+    """``top`` centred above ``bottom`` on one image as wide as the wider of them."""
+    from PySide6.QtGui import QColor, QPainter
+
+    width = max(top.width(), bottom.width())
+    out = QImage(width, top.height() + bottom.height(), QImage.Format.Format_ARGB32)
+    out.fill(QColor(background))
+    painter = QPainter(out)
+    try:
+        painter.drawImage((width - top.width()) // 2, 0, top)
+        painter.drawImage((width - bottom.width()) // 2, top.height(), bottom)
+    finally:
+        painter.end()
+    return out
+
+
 def render_svg(target: object) -> bytes:
     """SVG of a scene or a graphics item."""
     return pg.exporters.SVGExporter(target).export(toBytes=True)

@@ -103,7 +103,7 @@ class FileActions(QObject):
         if path:
             if not path.lower().endswith(f".{choice.ext}"):
                 path += f".{choice.ext}"
-            self.export_figure(path, scale=choice.scale, panel=choice.panel)
+            self.export_figure(path, scale=choice.scale, panel=choice.panel, style=choice.style, aspect=choice.aspect)
 
     # ------------------------------------------------------------------ scenes and sessions
     def open_scene(self, path: str | os.PathLike) -> bool:
@@ -174,9 +174,12 @@ class FileActions(QObject):
         self._controller.request("write_metrics", done, path=path)
 
     # ------------------------------------------------------------------ figure
-    def export_figure(self, path: str | os.PathLike, scale: int = 1, panel: str | None = None) -> bool:
-        """The figure (or one panel) as PNG at ``scale``× its on-screen width, or as SVG. A failure (an
-        unwritable folder, a full disk, a bad panel name) shows an error box and returns False."""
+    def export_figure(self, path: str | os.PathLike, scale: int = 1, panel: str | None = None,
+                      style: str | None = None, aspect: str | None = None) -> bool:
+        """The figure (or one panel) as PNG at ``scale``× its on-screen width, or as SVG; with an export
+        ``style`` or ``aspect`` (see shot.render_snapshot), the current frame drawn again that way, PNG at
+        ``scale``× the style's width. A failure (an unwritable folder, a full disk, a bad panel name) shows
+        an error box and returns False."""
         path = Path(path)
         try:
             folder = path.parent
@@ -184,7 +187,15 @@ class FileActions(QObject):
                 raise OSError(f"the folder {folder} does not exist")
             if not os.access(folder, os.W_OK):
                 raise OSError(f"the folder {folder} is not writable")
-            if path.suffix.lower() == ".svg":
+            if (style or aspect) and self._figure.snapshot is not None and path.suffix.lower() in (".png", ".svg"):
+                from .layout import EXPORT_STYLES
+                from .shot import render_snapshot
+
+                name = style or ("talk" if self._figure.presentation else "screen")
+                width = EXPORT_STYLES[name][2] * scale if path.suffix.lower() == ".png" else None
+                render_snapshot(self._figure.snapshot, str(path), width=width, style=name, panel=panel,
+                                aspect=aspect)
+            elif path.suffix.lower() == ".svg":
                 self._figure.export_svg(str(path), panel=panel)
             elif path.suffix.lower() == ".png":
                 width = None if scale == 1 else int(round(self._panel_width(panel) * scale))

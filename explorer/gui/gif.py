@@ -12,6 +12,9 @@ Frames are quantised to one shared 255-colour palette without dithering: flat pl
 flat and colours do not flicker from frame to frame; a pixel that did not change since the previous
 frame is written as the transparent index, so each frame costs little more than what moved. The file is written to a temporary file beside the
 target and renamed, so a failed recording never leaves a partial GIF.
+
+The axes hold still: the frames are drawn once every snapshot is in, each panel fixed to the union of the
+ranges it takes by itself over all of them (:func:`render_frames`), so nothing rescales from frame to frame.
 """
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ from explorer.core.snapshot import Snapshot
 from . import export
 
 GIF_FRAMES = 40
-GIF_WIDTH = 960  # px: sharp on a 1080p slide, small enough to embed
+GIF_WIDTH = 1280  # px, the whole figure: labels legible on a 1080p slide (at 960 they were ~7 px)
+MIN_LAYOUT_WIDTH = 1024  # a narrower GIF is drawn from a figure this wide, scaled down
 FRAME_MS = 100  # 10 frames per second
 HOLD_LAST_MS = 1500  # the last frame stays a little, so the end state can be read before the loop
 PALETTE_SAMPLES = 3  # frames (first, middle, last) the shared palette is built from
@@ -138,6 +142,52 @@ def render_frame(figure: Any, snapshot: Snapshot, width: int, panel: str | None 
     return export.qimage_to_rgb(figure.grab_image(width, panel))
 
 
+def render_frames(figure: Any, snapshots: Sequence[Snapshot], width: int, panel: str | None = None,
+                  events: Callable[[], None] = process_events) -> list[np.ndarray]:
+    """Every snapshot as a frame (see :func:`render_frame`) with each panel's range fixed for all of
+    them: the union of the ranges the panel takes by itself over the snapshots. The panels follow their
+    own ranges again afterwards."""
+    figure.ensure_laid_out()  # the ranges are read off the laid-out panels
+    ranges: dict[str, tuple[float, float, float, float]] = {}
+    for snapshot in snapshots:
+        figure.update_snapshot(snapshot)
+        events()
+        figure.update_snapshot(snapshot)
+        for p in _ranged(figure):
+            x0, x1, y0, y1 = view_range(p)
+            r = ranges.get(p.name, (x0, x1, y0, y1))
+            ranges[p.name] = (min(r[0], x0), max(r[1], x1), min(r[2], y0), max(r[3], y1))
+    for p in _ranged(figure):
+        if p.name in ranges:
+            hold = getattr(p, "hold_range", None)
+            if hold is not None:
+                hold(ranges[p.name])
+            else:  # a panel on pyqtgraph's auto-range (setRange turns it off)
+                r = ranges[p.name]
+                p.plot.getViewBox().setRange(xRange=r[:2], yRange=r[2:], padding=0.0)
+    try:
+        return [render_frame(figure, snapshot, width, panel, settle=(i == 0), events=events)
+                for i, snapshot in enumerate(snapshots)]
+    finally:
+        for p in _ranged(figure):
+            release = getattr(p, "release_range", None)
+            if release is not None:
+                release()
+            else:
+                p.plot.getViewBox().enableAutoRange()
+
+
+def _ranged(figure: Any) -> list[Any]:
+    """The panels with one view range (the gradient histograms have their own freeze: View ▸ Freeze)."""
+    return [p for p in figure.panels() if hasattr(p.plot, "getViewBox")]
+
+
+def view_range(panel: Any) -> tuple[float, float, float, float]:
+    """What a panel shows now: (x_min, x_max, y_min, y_max) in its view's units."""
+    (x0, x1), (y0, y1) = panel.plot.getViewBox().viewRange()
+    return float(x0), float(x1), float(y0), float(y1)
+
+
 def record_gif(session: Any, figure: Any, path: str | os.PathLike, frames: int, every: int,
                width: int | None = None, panel: str | None = None,
                on_frame: Callable[[int, Snapshot], Any] | None = None) -> Path:
@@ -146,7 +196,8 @@ def record_gif(session: Any, figure: Any, path: str | os.PathLike, frames: int, 
     Frame i shows the session at step ``start + i·every`` (frame 0 is the state it is in now), so the
     session ends ``(frames − 1)·every`` steps further on. ``width``: frame width in pixels (default
     ``GIF_WIDTH``); ``panel``: one of ``figure.panel_names()`` instead of the whole figure;
-    ``on_frame(i, snapshot)`` is called after each frame (progress). Needs a QApplication (an
+    ``on_frame(i, snapshot)`` is called after each frame's snapshot is taken (progress); the frames are
+    drawn at the end with fixed axes (:func:`render_frames`). Needs a QApplication (an
     off-screen one is enough). Call it on the thread that owns ``session`` (headless: the only one).
 
     Returns the path written. Raises ``ValueError`` for a bad request (before any training) and
@@ -157,15 +208,14 @@ def record_gif(session: Any, figure: Any, path: str | os.PathLike, frames: int, 
         figure.update_snapshot(session.snapshot())
         figure.panel(panel)  # KeyError naming the panels, before any training
     width = width or GIF_WIDTH
-    images: list[np.ndarray] = []
+    snapshots: list[Snapshot] = []
     for i in range(frames):
         if i:
             session.step(every)
-        snapshot = session.snapshot()
-        images.append(render_frame(figure, snapshot, width, panel, settle=(i == 0)))
+        snapshots.append(session.snapshot())
         if on_frame is not None:
-            on_frame(i, snapshot)
-    return write_gif(_same_size(images), target)
+            on_frame(i, snapshots[-1])
+    return write_gif(_same_size(render_frames(figure, snapshots, width, panel)), target)
 
 
 def _same_size(frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -202,17 +252,22 @@ class GifRecorder(QObject):
 
         self.path = _check_request(path, frames, every, width)
         self.frames, self.every, self.width, self.panel = frames, every, width or GIF_WIDTH, panel
-        self._images: list[np.ndarray] = []
+        self._snapshots: list[Snapshot] = []
         self._last_step: int | None = None
         self.done = False
         self.figure = Figure(presentation=presentation)
+        self.figure.set_fold(False)  # a recording shows every panel: a GIF has no tab to click
         if isinstance(parent, QWidget):
             # owned by the window on the C++ side, so it never outlives Qt as an orphan of Python's
             # (pitfalls.md: that can abort the interpreter at exit); a window of its own, not a child
             self.figure.setParent(parent, Qt.WindowType.Window)
         # laid out like a shown widget (pitfalls.md: exports need one), but never on a screen
         self.figure.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
-        self.figure.resize(max(200, int(size[0])), max(200, int(size[1])))
+        w, h = max(200, int(size[0])), max(200, int(size[1]))
+        laid_out = max(self.width, MIN_LAYOUT_WIDTH)
+        if laid_out < w:  # laid out at the frame's width: text drawn 1:1, legible on a slide
+            w, h = laid_out, max(200, round(laid_out * h / w))
+        self.figure.resize(w, h)
         self.figure.show()
 
     def offer(self, snapshot: Snapshot) -> bool:
@@ -223,40 +278,43 @@ class GifRecorder(QObject):
         if last is not None and last <= snapshot.step < last + self.every:
             return False
         try:
-            if self.panel is not None and not self._images:
+            if self.panel is not None and not self._snapshots:
                 self.figure.update_snapshot(snapshot)
                 self.figure.panel(self.panel)  # KeyError naming the panels there are
-            self._images.append(render_frame(self.figure, snapshot, self.width, self.panel,
-                                             settle=not self._images, events=lay_out))
         except Exception as e:  # noqa: BLE001 (any rendering failure ends the recording with a message)
             self._fail(f"{e.__class__.__name__}: {e}")
             return False
+        self._snapshots.append(snapshot)
         self._last_step = snapshot.step
-        self.progress.emit(len(self._images), self.frames)
-        if len(self._images) >= self.frames:
+        self.progress.emit(len(self._snapshots), self.frames)
+        if len(self._snapshots) >= self.frames:
             self._write()
         return True
 
     def _write(self) -> None:
+        """Draw the frames with fixed axes (:func:`render_frames`) and write the GIF."""
         self.done = True
+        snapshots, self._snapshots = self._snapshots, []
         try:
-            path = write_gif(_same_size(self._images), self.path)
+            images = render_frames(self.figure, snapshots, self.width, self.panel, events=lay_out)
+            path = write_gif(_same_size(images), self.path)
         except (OSError, ValueError) as e:
-            self._images = []
             self.failed.emit(str(e))
             return
-        self._images = []
+        except Exception as e:  # noqa: BLE001 (any rendering failure ends the recording with a message)
+            self.failed.emit(f"{e.__class__.__name__}: {e}")
+            return
         self.finished.emit(str(path), path.stat().st_size)
 
     def _fail(self, message: str) -> None:
         self.done = True
-        self._images = []
+        self._snapshots = []
         self.failed.emit(message)
 
     def cancel(self) -> None:
         """Stop recording and write nothing."""
         self.done = True
-        self._images = []
+        self._snapshots = []
 
     def close(self) -> None:
         """Free the off-screen figure (call before dropping the recorder)."""

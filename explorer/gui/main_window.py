@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QFrame,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMenu,
@@ -49,6 +50,7 @@ from .figure import Figure
 from .file_actions import FileActions
 from .menus import ActionSpec, build_actions, build_menus
 from .recording import Recording
+from .slow_step import SlowStep
 from .status import Messages
 from .story_ui import StoryMode
 
@@ -94,6 +96,7 @@ class MainWindow(QMainWindow):
         self.files = FileActions(self.controller, self.figure, self.messages, self)
         self.recording = Recording(self.controller, self.messages, self)
         self.story = StoryMode(self.controller, self.messages, self)
+        self.slow_step = SlowStep(self.controller, self.figure, self.messages, parent=self)
         self._build_dock()
         self._build_actions()
         self._wire()
@@ -189,12 +192,28 @@ class MainWindow(QMainWindow):
             ActionSpec("quit", "Quit", self.close, "Ctrl+Q"),
             ActionSpec("start_pause", "Start / Pause", c.toggle, "Space"),
             ActionSpec("step", "Step", c.step, "S", "One training step"),
+            ActionSpec("step_slowly", "One Step, Slowly", self.slow_step.start, "Shift+S",
+                       "One training step in four stages: particles, weights, gradient arrows, update"),
             ActionSpec("reset", "Reset", self.reset, "R", "Back to step 0 with the same seed"),
+            ActionSpec("fast_forward", "Train N Steps Without Drawing…", self.ask_fast_forward, "Ctrl+T",
+                       "Train a long scene fast: no frames until the steps are done (Pause stops it)"),
             ActionSpec("reseed", "Reseed", self.reseed, None, "Back to step 0 with a new seed"),
             ActionSpec("presentation", "Presentation Mode", self.set_presentation, "P",
                        "Large fonts and lines; controls, menus and status bar hidden", checkable=True),
             ActionSpec("fullscreen", "Full Screen", self._set_fullscreen, "F", checkable=True),
             ActionSpec("leave_modes", "Leave Presentation / Full Screen", self.leave_modes, "Escape"),
+            ActionSpec("reset_views", "Reset Views", self.figure.reset_views, "0",
+                       "Undo zooms: every panel back to its own range (a double-click resets one panel; R too)"),
+            ActionSpec("gradients", "Gradient Histograms", lambda on: self.edit("view.gradients", on), "H",
+                       "The SNR probe's gradient estimates of one encoder and one decoder parameter, per run",
+                       checkable=True),
+            ActionSpec("gradient_parameters", "Histogram Parameters…", self.choose_gradient_parameters, None,
+                       "Which encoder and decoder parameter the histograms show (NAME or NAME[i])"),
+            ActionSpec("freeze_gradients", "Freeze Histogram Axes", self.figure.set_gradients_frozen, None,
+                       "Keep the histograms' axes where they are (for animations)", checkable=True),
+            ActionSpec("arrows", "Gradient Arrows", lambda on: self.edit("view.arrows", on), "G",
+                       "Each particle's share of the encoder's gradient w.r.t. q's mean, and their sum",
+                       checkable=True),
             ActionSpec("controls", "Controls", self._set_dock_shown, None, "Show or hide the controls",
                        checkable=True),
             ActionSpec("about", "Scene Description", self.about_toggle.setChecked, None, checkable=True),
@@ -278,6 +297,20 @@ class MainWindow(QMainWindow):
         """Set one dotted config key (live keys apply at the next step; others rebuild the session)."""
         return self._guarded(self.controller.edit, key, value)
 
+    @Slot()
+    def choose_gradient_parameters(self) -> None:
+        """Ask which encoder, then which decoder parameter the histograms show (from the next probe on); an
+        unknown name is refused in the status bar, which lists the names there are."""
+        view = self.controller.config.view
+        for key, current, what in (("view.gradients_encoder", view.gradients_encoder, "Encoder"),
+                                   ("view.gradients_decoder", view.gradients_decoder, "Decoder")):
+            text, ok = QInputDialog.getText(self, "Histogram Parameters",
+                                            f"{what} parameter, NAME or NAME[i] (empty: the default):", text=current)
+            if not ok:
+                return
+            if text.strip() != current and not self.edit(key, text.strip()):
+                return
+
     @Slot(str)
     def load_preset(self, name: str) -> bool:
         if self._guarded(self.controller.load_preset, name):
@@ -290,8 +323,17 @@ class MainWindow(QMainWindow):
             self.edit("problem.observation", index)
 
     @Slot()
+    def ask_fast_forward(self) -> None:
+        """Ask how many steps, then train them without drawing (controller.fast_forward)."""
+        from PySide6.QtWidgets import QInputDialog
+
+        n, ok = QInputDialog.getInt(self, "Train without drawing", "Steps:", 1000, 1, 10_000_000, 100)
+        if ok:
+            self.controller.fast_forward(n)
+
     def reset(self) -> None:
         self.controller.reset()
+        self.figure.reset_views()
         self.messages.show_message("Reset to step 0 (same seed)")
 
     @Slot()
@@ -328,11 +370,24 @@ class MainWindow(QMainWindow):
         self._last_snapshot = snapshot
         self.figure.update_snapshot(snapshot)
         self.messages.show_snapshot(snapshot)
+        if self.controller.state != "running":
+            self._set_start_text()
         self.snapshot_shown.emit(snapshot.step)
+
+    def _set_start_text(self) -> None:
+        """Paused part-way (the scene's steps reached, or the user paused): the Start button says Continue."""
+        button = self.controls.start_pause
+        step = self._last_snapshot.step if self._last_snapshot is not None else 0
+        if self.controller.state == "running":
+            return
+        text = "Continue" if step > 0 else "Start"
+        if button.text() != text:
+            button.setText(text)
 
     @Slot(str)
     def _on_state(self, state: str) -> None:
         self.controls.set_state(state)
+        self._set_start_text()
         if state == "running" and self.messages.message_text().startswith(("Paused:", "Story:")):
             self.messages.show_message("")
         self.state_changed.emit(state)
@@ -340,6 +395,12 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_config(self, config: Config) -> None:
         self.controls.set_config(config, self.controller.device, self.controller.preset)
+        for name, on in (("gradients", config.view.gradients), ("arrows", config.view.arrows)):
+            action = self.action_map[name]
+            if action.isChecked() != on:
+                action.blockSignals(True)
+                action.setChecked(on)
+                action.blockSignals(False)
 
     @Slot(str)
     def _on_building(self, reason: str) -> None:

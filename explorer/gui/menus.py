@@ -57,9 +57,10 @@ def build_menus(window: QMainWindow, actions: dict[str, QAction], recent: QMenu,
     file_menu.addMenu(recent)
     add(file_menu, ("-", "open_session", "save_session", "-", "export_figure", "copy_figure", "export_metrics",
                     "record_gif", "stop_recording", "-", "quit"))
-    add(bar.addMenu("&Training"), ("start_pause", "step", "reset", "reseed"))
+    add(bar.addMenu("&Training"), ("start_pause", "step", "step_slowly", "fast_forward", "reset", "reseed"))
     view = menus["view"] = bar.addMenu("&View")
-    add(view, ("presentation", "fullscreen", "leave_modes", "-", "controls", "about"))
+    add(view, ("presentation", "fullscreen", "leave_modes", "-", "reset_views", "-", "gradients",
+               "gradient_parameters", "freeze_gradients", "arrows", "-", "controls", "about"))
     menus["training"] = bar.actions()[1].menu()
     story = menus["story"] = bar.addMenu("&Story")
     fill_story(story)

@@ -162,7 +162,7 @@ def style_plot(plot: pg.PlotItem, style: Style, xlabel: str | None = None, ylabe
         axis = plot.getAxis(name)
         axis.setPen(axis_pen)
         axis.setTextPen(text_pen)
-        axis.enableAutoSIPrefix(False)  # "nats (x0.001)" confuses more than long tick labels do
+        no_si_prefix(axis)
         # maxTickLevel=1: no third tick level, whose grid lines cost more to paint than everything else
         axis.setStyle(tickFont=tick_font, tickLength=int(round(-5 * style.line_scale)),
                       tickTextOffset=int(round(3 * style.font_scale)), maxTickLevel=1)
@@ -173,6 +173,35 @@ def style_plot(plot: pg.PlotItem, style: Style, xlabel: str | None = None, ylabe
         plot.setLabel("left", ylabel, **label_css)
     if title is not None:
         set_title(plot, title, style)
+
+
+def no_si_prefix(axis: pg.AxisItem) -> None:
+    """Tick labels in plain numbers, never scaled by an SI prefix ("nats (x0.001)" confuses more than long
+    tick labels do). Sets the axis's state directly: pyqtgraph 0.14's ``enableAutoSIPrefix(False)`` first
+    recomputes the prefix, and on an axis with a visible label whose values lie in (0, 1] it leaves a
+    ×1000 scale behind with the "(x0.001)" hidden (pitfalls.md). Idempotent: safe on every restyle."""
+    axis.autoSIPrefix = False
+    if axis.autoSIPrefixScale != 1.0 or axis.labelUnitPrefix:
+        axis.autoSIPrefixScale = 1.0
+        axis.labelUnitPrefix = ""
+        axis._updateLabel()
+
+
+class PlainAxis(pg.AxisItem):
+    """An axis whose tick labels are the plotted values: no SI-prefix scale, decided when it is built."""
+
+    def __init__(self, orientation: str, **kwargs) -> None:
+        super().__init__(orientation, **kwargs)
+        no_si_prefix(self)
+
+    def updateAutoSIPrefix(self) -> None:  # noqa: N802 (pyqtgraph's name)
+        no_si_prefix(self)  # whoever asks (enableAutoSIPrefix, showLabel), the scale stays 1
+
+
+def plain_axes(log_left: bool = False) -> dict[str, pg.AxisItem]:
+    """The shown axes of a panel (bottom, left) as :class:`PlainAxis` (the left one a :class:`LogAxis` for a
+    log y); the hidden top and right ones are pyqtgraph's, set by :func:`style_plot`."""
+    return {"bottom": PlainAxis("bottom"), "left": LogAxis("left") if log_left else PlainAxis("left")}
 
 
 def set_title(plot: pg.PlotItem, html: str, style: Style) -> None:
@@ -230,7 +259,7 @@ def set_label(label: pg.LabelItem, html: str) -> None:
     label.setText(html, color=FOREGROUND)
 
 
-class LogAxis(pg.AxisItem):
+class LogAxis(PlainAxis):
     """A log axis labelled at decades only (1-2-5 when less than two decades show), minor ticks bare."""
 
     def logTickValues(self, minVal, maxVal, size, stdTicks):  # noqa: N802, N803 (pyqtgraph's names)

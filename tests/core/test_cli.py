@@ -144,9 +144,11 @@ def test_run_writes_the_summary_contract(run_out):
         assert final["bound"] >= final["elbo"] - 1e-6  # L_K ≥ ELBO on the same samples
     assert runs[0]["final"]["log_px"] == pytest.approx(runs[1]["final"]["log_px"])  # same frozen model
 
-    # snr_decoder is the only contract value that is null (diverged_step and suspect are null for a run that did
-    # not diverge and whose numbers agree; interrupted_by/_in for a run that was not interrupted)
-    allowed = {f"runs[{i}].final.{k}" for i in range(len(runs)) for k in ("snr_decoder", "diverged_step", "suspect")}
+    # snr_decoder (and snr_decoder_param, the histograms' one decoder parameter) are the only contract values
+    # that are null (diverged_step and suspect are null for a run that did not diverge and whose numbers agree;
+    # interrupted_by/_in for a run that was not interrupted)
+    allowed = {f"runs[{i}].final.{k}" for i in range(len(runs))
+               for k in ("snr_decoder", "snr_decoder_param", "diverged_step", "suspect")}
     allowed |= {"interrupted_by", "interrupted_in"}
     assert set(_nulls(summary)) <= allowed
     assert all(math.isfinite(n) for n in _numbers(summary))

@@ -12,7 +12,7 @@ from explorer.core.history import PROBE_COLUMNS, ROW_COLUMNS
 from explorer.core.session import Session
 from explorer.core.snapshot import METRICS
 
-SNR = ("snr_encoder", "snr_decoder", "snr_encoder_median", "snr_decoder_median")
+SNR = ("snr_encoder", "snr_decoder", "snr_encoder_median", "snr_decoder_median", "snr_encoder_param", "snr_decoder_param")
 
 
 def tiny(log_every: int, snr_every: int = 3) -> Session:

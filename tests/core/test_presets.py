@@ -66,7 +66,7 @@ def test_default_scene_is_mode_seeking():
 
 
 def test_story_scenes_load():
-    assert len(STORY) == 7
+    assert len(STORY) == 8
     for i, scene in enumerate(STORY):
         assert isinstance(scene, StoryScene)
         assert scene.title.strip() and scene.preset in (*PRESETS, *CLAIMS_ELSEWHERE)
@@ -79,6 +79,16 @@ def test_story_scenes_load():
         story_config(len(STORY))
     with pytest.raises(dataclasses.FrozenInstanceError):
         STORY[0].title = "x"  # type: ignore[misc]
+
+
+def test_story_scene_5_trains_as_snr_vs_k():
+    """"Why the signal vanishes" is snr-vs-k's first 200 steps with the histograms and arrows shown: what
+    it claims is checked on the snr-vs-k runs (test_story_scene_5_claims)."""
+    scene = story_config(4)
+    assert scene.view.gradients and scene.view.arrows and scene.steps == 200
+    shown = dataclasses.replace(scene.view, gradients=False, arrows=False)
+    assert dataclasses.replace(scene, view=shown, steps=1000, title="", description="") == \
+        dataclasses.replace(load_preset("snr-vs-k"), title="", description="")
 
 
 def _trained_parameters(name: str, view: list[str], steps: int) -> list[torch.Tensor]:
@@ -165,6 +175,20 @@ def check_snr_vs_k(summary: dict[str, Any], rows: Rows) -> None:
     k1, k8, k64 = finals(summary)
     assert k64["kl_qp"] > max(k1["kl_qp"], k8["kl_qp"])  # the cost: IWAE-64's q ends furthest off the posterior
     assert k1["kl_qp"] < 0.055  # K = 1 reaches the linear family's floor, 0.046
+
+
+def check_why_the_signal_vanishes(summary: dict[str, Any], rows: Rows) -> None:
+    """Story scene 5 over its 200 steps (probes at 0, 20, ..., 200): the gradient histograms' |mean|/sd, the
+    SNR of one parameter, falls with K for the encoder (the bias of q's mean in z₁) and rises for the
+    decoder (μ₁); at step 0, where the three runs have the same parameters, too."""
+    for part in ("encoder", "decoder"):
+        metric = f"snr_{part}_param"
+        k1, k8, k64 = (history_median(rows, run["name"], metric, 0, 200) for run in summary["runs"])
+        first = [next(r[metric] for r in rows if r["run"] == run["name"] and r["step"] == 0) for run in summary["runs"]]
+        if part == "encoder":
+            assert k1 > k8 > k64 and first[0] > first[2], (k1, k8, k64, first)
+        else:
+            assert k1 < k8 < k64 and first[0] < first[2], (k1, k8, k64, first)
 
 
 def check_tighter_not_better(summary: dict[str, Any], rows: Rows) -> None:
@@ -293,6 +317,12 @@ def test_preset_claims(name, seed, preset_runs):
 @pytest.mark.parametrize("name", sorted(ACROSS_SEEDS))
 def test_preset_claims_across_seeds(name, preset_runs):
     ACROSS_SEEDS[name]([preset_runs(name, seed) for seed in SEEDS])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SEEDS)
+def test_story_scene_5_claims(seed, preset_runs):
+    check_why_the_signal_vanishes(*preset_runs("snr-vs-k", seed))
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 import contourpy
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFontMetricsF, QImage, QPainter, QPaintEngine, QPen, QPixmap, QPolygonF
 
 from explorer.core.snapshot import Snapshot, is_exact
@@ -236,8 +236,43 @@ class PointsItem(pg.GraphicsObject):
         return self._poly.size()
 
 
+class Readout:
+    """A hover readout: a small text box beside the cursor inside one plot, on the side away from the
+    nearest edges. Filled only when the mouse moves (Figure routes the scene's mouse moves): a still
+    mouse costs nothing per frame."""
+
+    def __init__(self, plot: pg.PlotItem, style: Style):
+        self.plot = plot
+        self.item = pg.TextItem(anchor=(0.0, 1.0), color=theme.FOREGROUND, fill=pg.mkBrush(255, 255, 255, 230),
+                                border=pg.mkPen(theme.MUTED))
+        self.item.setZValue(30)
+        self.item.hide()
+        plot.addItem(self.item, ignoreBounds=True)
+        self.set_style(style)
+
+    def set_style(self, style: Style) -> None:
+        self.item.textItem.setFont(style.font(theme.BASE_FONT_PT - 1))
+
+    def show(self, x: float, y: float, html: str) -> None:
+        """The readout ``html`` by the point (``x``, ``y``) in view units."""
+        (x0, x1), (y0, y1) = self.plot.getViewBox().viewRange()
+        self.item.setAnchor((-0.04 if x < 0.5 * (x0 + x1) else 1.04, 1.08 if y < 0.5 * (y0 + y1) else -0.08))
+        self.item.setHtml(html)
+        self.item.setPos(x, y)
+        self.item.show()
+
+    def hide(self) -> None:
+        self.item.hide()
+
+    @property
+    def text(self) -> str:
+        return self.item.textItem.toPlainText() if self.item.isVisible() else ""
+
+
 class Panel:
     """Base: a named PlotItem (what a single-panel export renders) plus restylable pens."""
+
+    readout: Readout | None = None
 
     name: str = ""
     plot: pg.GraphicsWidget
@@ -255,7 +290,14 @@ class Panel:
         self.style = style
         for setter, build in self._pens:
             setter(build(style))
+        if self.readout is not None:
+            self.readout.set_style(style)
         self.restyle_text(style)
+
+    def hover(self, x: float | None, y: float | None) -> None:
+        """The mouse is at (``x``, ``y``) in view units, or (None, None): outside the view."""
+        if self.readout is not None:
+            self.readout.hide()
 
     def restyle_text(self, style: Style) -> None:  # fonts of axes, titles, labels
         pass
@@ -263,9 +305,32 @@ class Panel:
     def update(self, snapshot: Snapshot) -> None:
         raise NotImplementedError
 
+    # fixed ranges (a GIF's axes stay put for the whole recording: gif.render_frames)
+    def hold_range(self, rect: tuple[float, float, float, float]) -> None:
+        """Show ``rect`` and keep it, whatever the snapshots fed next (until :meth:`release_range`)."""
+        self.plot.getViewBox().setRange(xRange=rect[:2], yRange=rect[2:], padding=0.0)
+
+    def release_range(self) -> None:
+        """Back to the panel's own ranges."""
+
+
+class ResettableViewBox(pg.ViewBox):
+    """A ViewBox that says when it is double-clicked: the panel goes back to its own ranges."""
+
+    sigDoubleClicked = Signal()
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802 (pyqtgraph's name)
+        if ev.double() and ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self.sigDoubleClicked.emit()
+            return
+        super().mouseClickEvent(ev)
+
 
 def new_plot(name: str, log_y: bool = False, view_box: pg.ViewBox | None = None) -> pg.PlotItem:
-    plot = pg.PlotItem(axisItems={"left": theme.LogAxis("left")} if log_y else None, viewBox=view_box)
+    """A bare PlotItem named ``name``; double-clicking its view (a :class:`ResettableViewBox` unless one
+    is given) emits ``plot.getViewBox().sigDoubleClicked``."""
+    plot = pg.PlotItem(axisItems=theme.plain_axes(log_left=log_y), viewBox=view_box or ResettableViewBox())
     theme.use_text_label_title(plot)
     plot.hideButtons()
     plot.setMenuEnabled(False)

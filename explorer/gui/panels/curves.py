@@ -11,8 +11,10 @@ from PySide6.QtGui import QFontMetricsF
 from explorer.core.snapshot import Snapshot
 
 from .. import theme
-from ..theme import DASHED, DOTTED, SOLID, Style
-from .base import _nice_step, finite_rows, new_plot, nice_ceil, Panel, peak_decimate, set_xy
+from ..theme import DASHED, DOTTED, SOLID, Style, fmt
+
+DASHDOT = Qt.PenStyle.DashDotLine
+from .base import _nice_step, finite_rows, new_plot, nice_ceil, Panel, peak_decimate, Readout, set_xy
 
 
 # kind -> (title, y label, log y, [(metric, pen style, legend word)])
@@ -20,7 +22,7 @@ CURVE_KINDS: dict[str, tuple[str, str, bool, list[tuple[str, Qt.PenStyle, str]]]
     "snr": ("gradient SNR", "SNR", True,
             [("snr_encoder", SOLID, "encoder φ"), ("snr_decoder", DASHED, "decoder θ")]),
     "bounds": ("bounds on log p(x)", "nats", False,
-               [("bound", SOLID, "MC L_K"), ("elbo", DASHED, "MC ELBO")]),
+               [("bound", SOLID, "MC L_K"), ("elbo", DASHED, "MC ELBO"), ("elbo_exact", DASHDOT, "exact ELBO")]),
     "kl": ("KL divergences (quadrature)", "nats", False,
            [("kl_qp", SOLID, "KL(q‖p)"), ("kl_pq", DASHED, "KL(p‖q)")]),
     "ess": ("ESS / K", "ESS / K", False, [("ess_frac", SOLID, "ESS/K")]),
@@ -29,8 +31,11 @@ CURVE_KINDS: dict[str, tuple[str, str, bool, list[tuple[str, Qt.PenStyle, str]]]
                 [("test_bound", SOLID, "MC L_K"), ("test_elbo", DASHED, "MC ELBO"),
                  ("test_log_px", DOTTED, "exact log p(x)")]),
 }
-UNFRAMED = {"bounds": "elbo", "heldout": "test_elbo"}  # an IWAE's MC ELBO runs off the bottom, not flattening the rest
-_STYLE_WORD = {SOLID: "solid", DASHED: "dashed", DOTTED: "dotted"}
+#: per panel, the curves that run off the bottom rather than flatten the rest (an IWAE's ELBO, MC or exact)
+UNFRAMED = {"bounds": ("elbo", "elbo_exact"), "heldout": ("test_elbo",)}
+_STYLE_WORD = {SOLID: "solid", DASHED: "dashed", DOTTED: "dotted", DASHDOT: "dash-dot"}
+#: the exact ELBO's error band is drawn where the error is at least this fraction of the plot's height
+BAND_VISIBLE = 0.004
 
 
 class CurvesPanel(Panel):
@@ -70,6 +75,14 @@ class CurvesPanel(Panel):
         vb.enableAutoRange(axis="x", enable=False)
         vb.sigRangeChangedManually.connect(self._on_user_zoom)
         vb.sigResized.connect(self._on_resized)
+        vb.sigDoubleClicked.connect(self.reset_view)
+        vb.sigRangeChanged.connect(self._place_zoom_note)
+        self._zoom_latest: float | None = None  # the latest step when the user zoomed
+        self.zoom_note = pg.TextItem("zoomed · double-click to reset", anchor=(1.0, 0.0), color=theme.DATA_COLOR,
+                                     fill=pg.mkBrush(255, 255, 255, 170))
+        self.zoom_note.setZValue(15)
+        self.zoom_note.hide()
+        plot.addItem(self.zoom_note, ignoreBounds=True)
         self._title = ""
         if kind == "ess":
             plot.setYRange(0.0, 1.0, padding=0.03)
@@ -101,6 +114,17 @@ class CurvesPanel(Panel):
                 self.keep_pen(item.setPen, lambda s, c=theme.run_color(i): s.pen(c, theme.W_REFERENCE, DOTTED))
                 self.run_references.append(item)
 
+        # the exact ELBO ± its error (cubature + truncation), a band in the run's colour
+        self.bands: dict[int, tuple[pg.PlotCurveItem, pg.PlotCurveItem, pg.FillBetweenItem]] = {}
+        self._band_sig: dict[int, tuple] = {}
+        if kind == "bounds":
+            for i in range(n_runs):
+                lower, upper = pg.PlotCurveItem(), pg.PlotCurveItem()
+                band = pg.FillBetweenItem(lower, upper, brush=theme.qcolor(theme.run_color(i), 60))
+                band.setZValue(-3)
+                plot.addItem(band)
+                self.bands[i] = (lower, upper, band)
+
         self.floor_line: pg.InfiniteLine | None = None
         if kind == "snr":
             self.floor_line = pg.InfiniteLine(angle=0, movable=False, label="estimation floor 0.8/√R",
@@ -110,6 +134,8 @@ class CurvesPanel(Panel):
             self.floor_line.hide()
             plot.addItem(self.floor_line)
             self.keep_pen(self.floor_line.setPen, lambda s: s.pen(theme.MUTED, theme.W_REFERENCE, DASHED))
+        self.readout = Readout(plot, style)
+        self._run_names: tuple[str, ...] = ()
         self.restyle_text(style)
 
     def _title_html(self, style: Style) -> str:
@@ -120,10 +146,18 @@ class CurvesPanel(Panel):
         vb_width = self.plot.getViewBox().width()
         width = vb_width + 40 if vb_width > 50 else 400.0
         keys = self.keys_text
-        if QFontMetricsF(font).horizontalAdvance(keys) > width - 16:
-            keys = keys.replace(" · ", "<br>")
+        metrics = QFontMetricsF(font)
+        points = style.pt(theme.BASE_FONT_PT - 1)
+        if metrics.horizontalAdvance(keys) > width - 16:  # two lines at most: plot height is scarce
+            words = keys.split(" · ")
+            half = (len(words) + 1) // 2
+            first, second = " · ".join(words[:half]), " · ".join(words[half:])
+            keys = first + "<br>" + second
+            widest = max(metrics.horizontalAdvance(first), metrics.horizontalAdvance(second))
+            if widest > width - 16:  # still too wide (talk fonts, a narrow panel): a smaller font
+                points = max(points * (width - 16) / widest, 0.65 * points)
         return (f"{self.title_text}<br><span style='color:{theme.MUTED}; "
-                f"font-size:{style.pt_str(theme.BASE_FONT_PT - 1)}'>{keys}</span>")
+                f"font-size:{points:.1f}pt'>{keys}</span>")
 
     def _on_resized(self, *_) -> None:
         title = self._title_html(self.style)
@@ -132,12 +166,15 @@ class CurvesPanel(Panel):
             theme.set_title(self.plot, title, self.style)
 
     def restyle_text(self, style: Style) -> None:
+        self.zoom_note.setFont(style.font(theme.BASE_FONT_PT - 2))
         self._title = self._title_html(style)
         theme.style_plot(self.plot, style, "step", self.ylabel, self._title)
         if self.floor_line is not None:
             self.floor_line.label.setFont(style.font(theme.BASE_FONT_PT - 1))
 
     def update(self, snapshot: Snapshot) -> None:
+        if len(self._run_names) != len(snapshot.runs):
+            self._run_names = tuple(r.name for r in snapshot.runs)
         for run in snapshot.runs:
             if run.index >= self.n_runs:
                 continue
@@ -162,6 +199,12 @@ class CurvesPanel(Panel):
             self._set_y_range()
         if not self._user_zoomed:
             self._set_x_range()
+        else:
+            self._scroll_to_latest()
+        for run in snapshot.runs:  # after the y range: a band shows where it is visible at that range
+            if run.index in self.bands:
+                hist = snapshot.history.get(run.name, {})
+                self._set_band(run.index, hist.get("elbo_exact"), hist.get("elbo_exact_err"))
 
     def _set_series(self, item: pg.PlotCurveItem, key: tuple[int, str], rows: np.ndarray | None) -> None:
         rows = finite_rows(rows)
@@ -179,8 +222,89 @@ class CurvesPanel(Panel):
         self._y_values[key] = rows[:, 1]
         self._y_dirty = True
 
+    def _set_band(self, index: int, values: np.ndarray | None, errors: np.ndarray | None) -> None:
+        """The exact ELBO ± its error where both are known at a step; none where the error is negligible
+        (thinner than BAND_VISIBLE of the plot's height, i.e. the line covers it)."""
+        values, errors = finite_rows(values), finite_rows(errors)
+        sig = (len(values), len(errors), float(values[-1, 0]) if len(values) else 0.0,
+               float(errors[-1, 1]) if len(errors) else 0.0, self._y_range)
+        if self._band_sig.get(index) == sig:
+            return
+        self._band_sig[index] = sig
+        lower, upper, band = self.bands[index]
+        steps, iv, ie = np.intersect1d(values[:, 0], errors[:, 0], return_indices=True)
+        err = np.abs(errors[ie, 1])
+        span = (self._y_range[1] - self._y_range[0]) if self._y_range else 0.0
+        if not len(steps) or span <= 0 or err.max() < BAND_VISIBLE * span:
+            band.hide()
+            return
+        mid = values[iv, 1]
+        rows = peak_decimate(np.column_stack([steps, mid]))
+        keep = np.searchsorted(steps, rows[:, 0])
+        lower.setData(steps[keep], mid[keep] - err[keep])
+        upper.setData(steps[keep], mid[keep] + err[keep])
+        band.show()
+
+    # ------------------------------------------------------------------ hover readout
+    def hover(self, x: float | None, y: float | None) -> None:
+        """The step under the cursor and each run's values there (the nearest logged step of each curve)."""
+        if x is None or y is None:
+            self.readout.hide()
+            return
+        lines = [f"<b>step {x:.0f}</b>"]
+        for i in range(self.n_runs):
+            values = []
+            for metric, _, word in self.series:
+                value = self._value_at((i, metric), x)
+                if value is not None:
+                    values.append(f"{word} {value:.3g}" if self.log_y else f"{word} {fmt(value)}")
+            if values:
+                name = self._run_names[i] if i < len(self._run_names) else f"run {i}"
+                lines.append(f"<span style='color:{theme.run_color(i)}'>■</span> {theme.escape(name)}: "
+                             + " · ".join(values))
+        self.readout.show(x, y, "<br>".join(lines))
+
+    def _value_at(self, key: tuple[int, str], step: float) -> float | None:
+        """The curve's value at the logged step nearest ``step`` (as drawn: decimated histories keep their
+        peaks), or None when it has no points or is hidden."""
+        item = self.curves.get(key)
+        if item is None or not item.isVisible():
+            return None
+        xs, ys = item.getData()
+        if xs is None or not len(xs):
+            return None
+        j = int(np.clip(np.searchsorted(xs, step), 1, len(xs) - 1)) if len(xs) > 1 else 0
+        if len(xs) > 1 and abs(xs[j - 1] - step) <= abs(xs[j] - step):
+            j -= 1
+        return float(10.0 ** ys[j]) if self.log_y else float(ys[j])
+
+    # ------------------------------------------------------------------ the user's zoom
+    def _latest_step(self) -> float | None:
+        lasts = [sig[1] for sig in self._last.values() if sig[0] > 0]
+        return max(lasts) if lasts else None
+
     def _on_user_zoom(self, *_) -> None:
+        """A wheel zoom or a drag: the ranges are the user's until a double-click (or View ▸ Reset Views,
+        or R). It never freezes: when training goes on, the zoomed view scrolls to the newest step."""
         self._user_zoomed = True
+        self._zoom_latest = self._latest_step()
+        self.zoom_note.show()
+        self._place_zoom_note()
+
+    def _scroll_to_latest(self) -> None:
+        """Steps newer than the zoom: keep the user's zoom (the x width, the y range) with the latest step
+        at its right edge."""
+        latest = self._latest_step()
+        if latest is None or self._zoom_latest is None or latest <= self._zoom_latest:
+            return
+        x0, x1 = self.plot.getViewBox().viewRange()[0]
+        if latest > x1:
+            self.plot.setXRange(x0 + latest - x1, latest, padding=0.0)
+
+    def _place_zoom_note(self, *_) -> None:
+        if self.zoom_note.isVisible():
+            (_, x1), (_, y1) = self.plot.getViewBox().viewRange()
+            self.zoom_note.setPos(x1, y1)
 
     def _set_x_range(self) -> None:
         """From the first step shown to nice_ceil(the last): changes only when the last step passes a nice
@@ -195,9 +319,18 @@ class CurvesPanel(Panel):
             self._x_range = target
             self.plot.setXRange(*target, padding=0.02)
 
+    def hold_range(self, rect: tuple[float, float, float, float]) -> None:
+        self._user_zoomed = True  # the automatic ranges keep out
+        super().hold_range(rect)
+
+    def release_range(self) -> None:
+        self.reset_view()
+
     def reset_view(self) -> None:
         """Back to automatic ranges after a user zoom."""
         self._user_zoomed = False
+        self._zoom_latest = None
+        self.zoom_note.hide()
         self._x_range = self._y_range = None
         self._set_x_range()
         if self.kind == "ess":
@@ -207,16 +340,16 @@ class CurvesPanel(Panel):
 
     def _set_y_range(self) -> None:
         self._y_dirty = False
-        # the bounds panel frames L_K and log p(x): an IWAE's MC ELBO can sit 1000 nats below them and
-        # would flatten both; it runs off the bottom instead
-        visible = [v for key, v in self._y_values.items() if len(v) and self._item(key).isVisible()
-                   and key[1] != UNFRAMED.get(self.kind)]
+        # the bounds panel frames L_K and log p(x): an IWAE's ELBO (MC or exact) can sit 1000 nats below
+        # them and would flatten both; it runs off the bottom instead (likewise the held-out MC ELBO)
+        visible = [v for key, v in self._y_values.items() if len(v) and self._shown(key)
+                   and key[1] not in UNFRAMED.get(self.kind, ())]
         if not visible:
             return
         values = np.concatenate(visible)
         lo, hi = np.quantile(values, [0.02, 0.98])
         must = [v[-1] for v in visible]  # the latest values always show
-        refs = [v for key, v in self._y_values.items() if key[1] == "log_px" and len(v) and self._item(key).isVisible()]
+        refs = [v for key, v in self._y_values.items() if key[1] == "log_px" and len(v) and self._shown(key)]
         if refs:
             ref = np.concatenate(refs)
             must += [ref.min(), ref.max()]
@@ -245,6 +378,10 @@ class CurvesPanel(Panel):
         if target != self._y_range:
             self._y_range = target
             self.plot.setYRange(*target, padding=0.0)
+
+    def _shown(self, key: tuple[int, str]) -> bool:
+        """Whether the curve is drawn when its panel shows (a folded, hidden panel still gets its ranges)."""
+        return self._item(key).isVisibleTo(self.plot)
 
     def _item(self, key: tuple[int, str]) -> pg.PlotCurveItem:
         if key[0] == -1:

@@ -7,20 +7,28 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QRectF
 from PySide6.QtGui import QColor, QFontMetricsF
 
 from explorer.core.snapshot import RunView, Snapshot
 
 from .. import theme
 from ..theme import Style, fmt
+from .arrows import ArrowLayer
 from .base import (MAX_MODE_LABELS, SIGMA_LEVELS, Contourer, err_digits, new_plot, Panel, PointsItem,
-                   same_array, sanitise_log_density, wrap_lines)
+                   Readout, ResettableViewBox, same_array, sanitise_log_density, wrap_lines)
 
 
 Box = tuple[float, float, float, float]  # (z1_min, z1_max, z2_min, z2_max)
 FOLLOW_FILL = 0.5  # the view changes when what it should show fills less than this in both directions...
 FOLLOW_MARGIN = 0.1  # ...or leaves it; a new view has this margin on each side, so it does not jitter
+MODE_MASS_LOG = -4.5  # log p − its peak at the 3σ contour: a mode label covers no mass above this
+#: the mode labels' font sizes (points before the style's scale) and layouts, tried in turn until all fit
+MODE_LABEL_FONTS = ((theme.BASE_FONT_PT - 1, False), (theme.BASE_FONT_PT - 1, True),
+                    (theme.BASE_FONT_PT - 2.5, True), (theme.BASE_FONT_PT - 4, True))
+MODE_LABEL_RINGS = 6  # a label's nearest corner is at most 6 × 3 % of the view from its mode
+MODE_LABEL_TIP = ("A mode of the true posterior (a basin holding at least 5 % of its mass).\n"
+                  "p: the posterior mass of this basin; q: q's mass there.")
 
 
 def follow(shown: Box | None, wanted: Box) -> Box:
@@ -36,17 +44,23 @@ def follow(shown: Box | None, wanted: Box) -> Box:
     return wanted[0] - d1, wanted[1] + d1, wanted[2] - d2, wanted[3] + d2
 
 
-class FollowViewBox(pg.ViewBox):
-    """A ViewBox that says when it is double-clicked (the posterior panel: follow the mass again)."""
+def grid_value(grid: np.ndarray | None, box: tuple[float, ...], x: float, y: float) -> float:
+    """The value of a cell-centred [n₁, n₂] ``grid`` over ``box`` in the cell holding (x, y); NaN outside
+    the grid (there the density is too small to have been computed)."""
+    if grid is None:
+        return math.nan
+    a = np.asarray(grid)
+    if a.ndim != 2 or not a.size:
+        return math.nan
+    i = math.floor((x - box[0]) / (box[1] - box[0]) * a.shape[0])
+    j = math.floor((y - box[2]) / (box[3] - box[2]) * a.shape[1])
+    if not (0 <= i < a.shape[0] and 0 <= j < a.shape[1]):
+        return math.nan
+    return float(a[i, j])
 
-    sigDoubleClicked = Signal()
 
-    def mouseClickEvent(self, ev) -> None:  # noqa: N802 (pyqtgraph's name)
-        if ev.double() and ev.button() == Qt.MouseButton.LeftButton:
-            ev.accept()
-            self.sigDoubleClicked.emit()
-            return
-        super().mouseClickEvent(ev)
+def _sign(v: float) -> float:
+    return 0.0 if abs(v) < 1e-9 else math.copysign(1.0, v)
 
 
 def _finite_box(box: tuple[float, ...] | None) -> bool:
@@ -80,7 +94,7 @@ class PosteriorPanel(Panel):
         self.nominal_width = 400.0  # the figure sets this before the first layout pass
         self._run: RunView | None = None
         self._pinned = False
-        self.plot = plot = new_plot(self.name, view_box=FollowViewBox())
+        self.plot = plot = new_plot(self.name, view_box=ResettableViewBox())
         vb = plot.getViewBox()
         vb.setAspectLocked(True, ratio=1.0)
         vb.disableAutoRange()
@@ -117,14 +131,23 @@ class PosteriorPanel(Panel):
         self.particles.setZValue(4)
         plot.addItem(self.particles)
         self.keep_pen(self.particles.setPen, lambda s: s.pen("#000000", theme.W_MARKER_EDGE))
+        self.arrows = ArrowLayer(plot, self.particles, self.keep_pen)  # the encoder's gradient, per particle
 
         self.mode_labels = []
         for _ in range(MAX_MODE_LABELS):
-            label = pg.TextItem(anchor=(0.5, 1.0), color=theme.FOREGROUND, fill=pg.mkBrush(255, 255, 255, 190))
-            label.setZValue(3.5)  # above q's samples, below the particles
+            label = pg.TextItem(anchor=(0.5, 0.5), color=theme.FOREGROUND, fill=pg.mkBrush(255, 255, 255, 190))
+            label.setZValue(4.5)  # above the particles: a big particle hid its numbers (labels sit off the mass)
+            label.setToolTip(MODE_LABEL_TIP)
             label.hide()
             plot.addItem(label)
             self.mode_labels.append(label)
+        self.mode_leaders = pg.PlotCurveItem(antialias=True)  # from a label placed further out to its mode
+        self.mode_leaders.setZValue(3.4)
+        plot.addItem(self.mode_leaders)
+        self.keep_pen(self.mode_leaders.setPen, lambda s: s.pen(theme.MUTED, 1.0))
+        self._mode_key: tuple | None = None
+        self._post_grid: tuple[np.ndarray, tuple[float, ...]] | None = None  # (log p − peak, its box)
+        self._post_version = 0
 
         self.diverged_text = pg.TextItem(anchor=(0.5, 0.5), color=theme.DIVERGED_COLOR,
                                          fill=pg.mkBrush(255, 255, 255, 215))
@@ -148,6 +171,8 @@ class PosteriorPanel(Panel):
         self.pin_text.setZValue(15)
         self.pin_text.hide()
         plot.addItem(self.pin_text)
+        self.readout = Readout(plot, style)
+        self._grid_boxes: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (p's, q's) for the readout
         self.restyle_text(style)
         self._place_overlays()
 
@@ -166,6 +191,14 @@ class PosteriorPanel(Panel):
 
     def reset_view(self) -> None:
         """Follow the mass again (undoes a user's pan or zoom)."""
+        self.set_pinned(False)
+
+    def hold_range(self, rect: tuple[float, float, float, float]) -> None:
+        """Show ``rect`` (widened to the square aspect) and stop following, without the pinned note."""
+        self._pinned = True
+        self._apply_view(rect)
+
+    def release_range(self) -> None:
         self.set_pinned(False)
 
     def view_rect(self) -> tuple[float, float, float, float]:
@@ -211,15 +244,16 @@ class PosteriorPanel(Panel):
         self.diverged_frame.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
         if self._run is not None:
             self._set_modes(self._run)
+            self.arrows.place((x0, x1, y0, y1))
 
     # ------------------------------------------------------------------ text
     def restyle_text(self, style: Style) -> None:
         theme.style_plot(self.plot, style, "z₁", "z₂")
-        for label in self.mode_labels:
-            label.setFont(style.font(theme.BASE_FONT_PT - 1))
+        self._mode_key = None  # the labels' fonts are chosen with their places
         self.diverged_text.setFont(style.font(theme.BASE_FONT_PT + 5, bold=True))
         self.warning_text.setFont(style.font(theme.BASE_FONT_PT - 1.5))
         self.pin_text.setFont(style.font(theme.BASE_FONT_PT - 2))
+        self.arrows.restyle_text(style)
         if self._run is not None:
             self._title = ""
             self._set_title(self._run)
@@ -260,6 +294,7 @@ class PosteriorPanel(Panel):
     def update(self, snapshot: Snapshot) -> None:
         run = snapshot.runs[self.run_index]
         self._run = run
+        self._grid_boxes = (self._grid_box(snapshot, run.post_box), self._grid_box(snapshot, run.q_box))
         self._set_title(run)
         self._wanted = run.view_box
         self._follow(canonical=snapshot.paused)
@@ -280,6 +315,7 @@ class PosteriorPanel(Panel):
         self.q_samples.setData(run.q_samples)
 
         self._set_particles(run)
+        self.arrows.update(snapshot.show_arrows, run, self.view_rect())
         self._set_modes(run)
         self._set_diverged(run.diverged_step)
         self._set_warning(run)
@@ -290,11 +326,15 @@ class PosteriorPanel(Panel):
     def _set_posterior(self, snapshot: Snapshot, run: RunView) -> None:
         post = sanitise_log_density(run.log_post)
         if post is None:
+            self._post_grid = None
+            self._post_version += 1
             self.image.clear()
             for item in self.p_lines:
                 item.setData([], [])
             return
         log_p, peak = post
+        self._post_grid = (log_p - peak, self._grid_box(snapshot, run.post_box))
+        self._post_version += 1
         density = np.exp(log_p - peak)  # in (0, 1]
         u8 = (density * 255.0 + 0.5).astype(np.uint8)  # through the precomputed 256-entry LUT
         self.image.setImage(u8, autoLevels=False, levels=(0, 255))
@@ -342,43 +382,197 @@ class PosteriorPanel(Panel):
         sizes = np.round((self.style.px(4.5) + self.style.px(15.5) * np.sqrt(w)) * 2.0) / 2.0
         self.particles.setData(pos=pos, size=sizes, brush=brushes)
 
+    # ------------------------------------------------------------------ mode labels
     def _set_modes(self, run: RunView) -> None:
-        """Label each posterior mode with its mass under p and under q along the view's bottom edge, under
-        the mode, stacking upwards where labels would overlap (the top edge is left to warnings)."""
-        b = self.view_rect()
+        """Label each posterior mode with its mass under p and under q, next to the mode's centre and off
+        every mode's mass (outside the 3σ contours of p, see :meth:`_mode_label_spot`); a thin line leads
+        from a label placed further out to its mode. Where the labels do not all fit cleanly (a small panel,
+        talk fonts) they try two lines, then smaller fonts (:data:`MODE_LABEL_FONTS`). Placed again only
+        when the modes, the view, the posterior or the style changed."""
         modes = [md for md in run.modes[:MAX_MODE_LABELS]
                  if math.isfinite(md.center[0]) and math.isfinite(md.p_mass) and math.isfinite(md.q_mass)]
         if len(modes) < 2:  # one basin: the title's KLs say it all
             modes = []
-        px, py = self._pixel_size()
-        metrics = QFontMetricsF(self.mode_labels[0].textItem.font())
-        row_h = (metrics.height() + 6) * py
-        rows: list[list[tuple[float, float]]] = []
-        shown = 0
-        for mode in sorted(modes, key=lambda md: md.center[0]):
-            text = f"p {mode.p_mass:.0%} · q {mode.q_mass:.0%}"
-            half = 0.5 * (metrics.horizontalAdvance(text) + 10) * px
-            cx = min(max(mode.center[0], b[0] + half), b[1] - half)
-            row = next((r for r, taken in enumerate(rows) if all(abs(cx - x) > half + h for x, h in taken)),
-                       len(rows))
-            if row == len(rows):
-                rows.append([])
-            rows[row].append((cx, half))
-            label = self.mode_labels[shown]
-            shown += 1
-            label.setText(text)
-            label.setPos(cx, b[2] + row * row_h)
+        key = (tuple((md.center, md.p_mass, md.q_mass) for md in modes), self.view_rect(), self._post_version,
+               self.plot.getViewBox().size().toTuple(), self.style.font_scale)
+        if key == self._mode_key:
+            return
+        self._mode_key = key
+        lines = [f"p {md.p_mass:.0%} · q {md.q_mass:.0%}" for md in modes]
+        spots: list[tuple[float, float]] = []
+        for points, two_lines in MODE_LABEL_FONTS:
+            font = self.style.font(points)
+            texts = [t.replace(" · ", "\n") for t in lines] if two_lines else lines
+            sizes = []
+            for label, text in zip(self.mode_labels, texts):
+                label.setFont(font)
+                label.setText(text)
+                rect = label.boundingRect()  # in pixels: a TextItem ignores the view's scaling
+                sizes.append((rect.width(), rect.height()))
+            spots, clean = self._place_mode_labels(modes, sizes)
+            if clean:
+                break
+        leaders: list[tuple[float, float]] = []
+        for label, mode, (x, y), (w, h) in zip(self.mode_labels, modes, spots, sizes):
+            label.setPos(x, y)
             label.show()
-        for label in self.mode_labels[shown:]:
+            px, py = self._pixel_size()
+            if math.hypot((x - mode.center[0]) / px, (y - mode.center[1]) / py) > 0.5 * (w + h):
+                rect = (x - w * px / 2, x + w * px / 2, y - h * py / 2, y + h * py / 2)
+                leaders += [mode.center, self._rect_edge_point(rect, mode.center)]
+        for label in self.mode_labels[len(modes):]:
             label.hide()
+        if leaders:
+            xy = np.asarray(leaders, dtype=np.float64)
+            self.mode_leaders.setData(xy[:, 0], xy[:, 1], connect="pairs")
+        else:
+            self.mode_leaders.setData([], [])
+
+    def _place_mode_labels(self, modes: list, sizes: list[tuple[float, float]]
+                           ) -> tuple[list[tuple[float, float]], bool]:
+        """The labels' centres (view units) for labels of ``sizes`` (pixels), the heaviest mode's first,
+        and whether every label found a spot off the others' mass."""
+        px, py = self._pixel_size()
+        centers = [md.center for md in modes]
+        taken: list[tuple[float, float, float, float]] = []
+        spots: list[tuple[float, float]] = [(0.0, 0.0)] * len(modes)
+        clean = True
+        for i in sorted(range(len(modes)), key=lambda j: -modes[j].p_mass):
+            w, h = sizes[i][0] * px, sizes[i][1] * py
+            x, y, ok = self._mode_label_spot(centers[i], w, h, taken, centers)
+            clean = clean and ok
+            taken.append((x - w / 2, x + w / 2, y - h / 2, y + h / 2))
+            spots[i] = (x, y)
+        return spots, clean
+
+    def _mode_label_spot(self, center: tuple[float, float], w: float, h: float,
+                         taken: list[tuple[float, float, float, float]],
+                         centers: list[tuple[float, float]]) -> tuple[float, float]:
+        """The centre of a ``w`` × ``h`` (view units) label for the mode at ``center``: the nearest spot on
+        rings around it (16 directions, growing distance up to 18 % of the view), inside the view and clear of the other labels,
+        that covers no other mode's mass (cells nearer another mode's centre where log p is above its
+        peak − 4.5, the 3σ contour) and not the mode's own core (log p within 2 of its value at the
+        centre), with its centre nearer this mode than any other; failing that, the spot covering the
+        least (and False)."""
+        x0, x1, y0, y1 = self.view_rect()
+        span = max(x1 - x0, y1 - y0)
+        others = [c for c in centers if c != center]
+        core = self._log_density_at(center) - 2.0
+        best: tuple[float, float, float] | None = None  # (score, x, y)
+        for ring in range(1, MODE_LABEL_RINGS + 1):
+            r = 0.03 * span * ring
+            for k in range(16):
+                a = math.pi / 2 - k * math.pi / 8  # above first, then clockwise
+                ca, sa = math.cos(a), math.sin(a)
+                # the label's nearest corner (or edge) at distance r from the centre, in direction a
+                x = center[0] + r * ca + (w / 2) * _sign(ca)
+                y = center[1] + r * sa + (h / 2) * _sign(sa)
+                rect = (x - w / 2, x + w / 2, y - h / 2, y + h / 2)
+                if rect[0] < x0 or rect[1] > x1 or rect[2] < y0 or rect[3] > y1:
+                    continue
+                if any(rect[0] < t[1] and t[0] < rect[1] and rect[2] < t[3] and t[2] < rect[3] for t in taken):
+                    continue
+                own, other = self._max_log_density_in(rect, center, others)
+                # and nearer its own mode than any other, so that it reads as that mode's label
+                d_own = math.hypot(x - center[0], y - center[1])
+                nearer = all(d_own < math.hypot(x - c[0], y - c[1]) for c in others)
+                if other < MODE_MASS_LOG and own < core and nearer:
+                    return x, y, True
+                score = (max(other - MODE_MASS_LOG, 0.0) + max(own - core, 0.0) + 0.02 * ring
+                         + (0.0 if nearer else 1.0))
+                if best is None or score < best[0]:
+                    best = (score, x, y)
+        if best is None:  # the view is too small for the label anywhere: at the bottom edge, under the mode
+            return min(max(center[0], x0 + w / 2), x1 - w / 2), y0 + h / 2, False
+        return best[1], best[2], False
+
+    def _grid_cells(self, rect: tuple[float, float, float, float]):
+        """(log p − peak over the grid cells in ``rect``, their z₁ centres, their z₂ centres), or None."""
+        grid = self._post_grid
+        if grid is None:
+            return None
+        log_p, box = grid
+        n1, n2 = log_p.shape
+        h1, h2 = (box[1] - box[0]) / n1, (box[3] - box[2]) / n2
+        i0, j0 = int(math.floor((rect[0] - box[0]) / h1)), int(math.floor((rect[2] - box[2]) / h2))
+        i1 = max(i0 + 1, int(math.ceil((rect[1] - box[0]) / h1)))  # a point is one cell
+        j1 = max(j0 + 1, int(math.ceil((rect[3] - box[2]) / h2)))
+        i0, i1, j0, j1 = max(0, i0), min(n1, i1), max(0, j0), min(n2, j1)
+        if i1 <= i0 or j1 <= j0:
+            return None
+        return (log_p[i0:i1, j0:j1], box[0] + h1 * (np.arange(i0, i1) + 0.5),
+                box[2] + h2 * (np.arange(j0, j1) + 0.5))
+
+    def _log_density_at(self, z: tuple[float, float]) -> float:
+        """log p(z|x) − its peak in the grid cell at ``z`` (−inf outside the grid)."""
+        cells = self._grid_cells((z[0], z[0], z[1], z[1]))
+        return float(cells[0].max()) if cells is not None else -math.inf
+
+    def _max_log_density_in(self, rect: tuple[float, float, float, float], center: tuple[float, float],
+                            others: list[tuple[float, float]]) -> tuple[float, float]:
+        """The largest log p(z|x) − its peak over the grid cells in ``rect`` nearer ``center`` than any of
+        ``others`` (the mode's own), and over the rest (the other modes'); −inf where there is none."""
+        cells = self._grid_cells(rect)
+        if cells is None:
+            return -math.inf, -math.inf
+        log_p, z1, z2 = cells
+        own_d2 = (z1[:, None] - center[0]) ** 2 + (z2[None, :] - center[1]) ** 2
+        other_d2 = np.full_like(own_d2, np.inf)
+        for c in others:
+            other_d2 = np.minimum(other_d2, (z1[:, None] - c[0]) ** 2 + (z2[None, :] - c[1]) ** 2)
+        mine = own_d2 <= other_d2
+        own = float(log_p[mine].max()) if mine.any() else -math.inf
+        other = float(log_p[~mine].max()) if (~mine).any() else -math.inf
+        return own, other
+
+    @staticmethod
+    def _rect_edge_point(rect: tuple[float, float, float, float], toward: tuple[float, float]) -> tuple[float, float]:
+        """The point of ``rect``'s border on the way from its centre to ``toward`` (a leader line's end)."""
+        cx, cy = 0.5 * (rect[0] + rect[1]), 0.5 * (rect[2] + rect[3])
+        dx, dy = toward[0] - cx, toward[1] - cy
+        hw, hh = 0.5 * (rect[1] - rect[0]), 0.5 * (rect[3] - rect[2])
+        t = min(hw / abs(dx) if dx else math.inf, hh / abs(dy) if dy else math.inf, 1.0)
+        return cx + t * dx, cy + t * dy
+
+    # ------------------------------------------------------------------ hover readout
+    PARTICLE_HOVER_PX = 8.0  # a particle this close to the cursor is the one read out
+
+    def hover(self, x: float | None, y: float | None) -> None:
+        """Over the panel: z, log p(z|x), log q(z|x) and log w = log p(x, z) − log q(z|x) from the shown
+        grids (nearest cell); over a particle, its w̃ and log w."""
+        run, boxes = self._run, self._grid_boxes
+        if x is None or y is None or run is None or boxes is None:
+            self.readout.hide()
+            return
+        px, py = self._pixel_size()
+        particles = np.asarray(run.particles, dtype=np.float64).reshape(-1, 2)
+        picked = None
+        if len(particles):
+            d2 = ((particles[:, 0] - x) / px) ** 2 + ((particles[:, 1] - y) / py) ** 2
+            k = int(np.argmin(d2))
+            if d2[k] <= self.PARTICLE_HOVER_PX**2:
+                picked, (x, y) = k, particles[k]
+        log_p = grid_value(run.log_post, boxes[0], x, y)
+        log_q = grid_value(run.log_q, boxes[1], x, y)
+        log_px = run.metrics.get("log_px")
+        log_w = log_p + log_px - log_q if log_px is not None else math.nan
+        lines = [f"z = ({fmt(x)}, {fmt(y)})"]
+        if picked is not None:
+            w = np.asarray(run.weights, dtype=np.float64).reshape(-1)
+            lines.insert(0, f"<b>particle {picked + 1} of {len(particles)}</b>")
+            lines.append(f"w̃ = {w[picked]:.3g}" if picked < len(w) else "w̃ = –")
+        lines += [f"log p(z|x) = {fmt(log_p)}", f"log q(z|x) = {fmt(log_q)}", f"log w = {fmt(log_w)}"]
+        self.readout.show(x, y, "<br>".join(lines))
 
     def _pixel_size(self) -> tuple[float, float]:
-        """View units per screen pixel (a guess from the nominal width before the first layout)."""
-        px, py = self.plot.getViewBox().viewPixelSize()
-        if not (math.isfinite(px) and px > 0 and math.isfinite(py) and py > 0):
-            x0, x1, _, _ = self.view_rect()
-            px = py = (x1 - x0) / max(self.nominal_width, 100.0)
-        return px, py
+        """View units per screen pixel, from the view's range and size (the ViewBox's own transform can lag
+        a resize until its next paint); a guess from the nominal width before the first layout."""
+        x0, x1, y0, y1 = self.view_rect()
+        width, height = self.plot.getViewBox().size().toTuple()
+        if width > 1 and height > 1:
+            return (x1 - x0) / width, (y1 - y0) / height
+        px = (x1 - x0) / max(self.nominal_width, 100.0)
+        return px, px
 
     def _set_warning(self, run: RunView) -> None:
         """The run's warnings (a skipped SNR probe, why a number is approximate), one line each across the

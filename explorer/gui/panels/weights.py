@@ -33,6 +33,7 @@ class WeightsPanel(Panel):
         # x: rank 1 … the largest K, set when K changes (autorange would follow the number of non-zero
         # weights, which changes every frame, and redraw the axis with it)
         plot.getViewBox().enableAutoRange(axis="x", enable=False)
+        plot.getViewBox().sigDoubleClicked.connect(self.reset_view)
         self._k_max: int | None = None
         self.curves = []
         self.markers = []
@@ -59,6 +60,12 @@ class WeightsPanel(Panel):
         title = (f"sorted normalised weights w̃<br><span style='color:{theme.MUTED}; "
                  f"font-size:{style.pt_str(theme.BASE_FONT_PT - 1)}'>dotted: uniform 1/K</span>")
         theme.style_plot(self.plot, style, "rank", "w̃", title)
+
+    def reset_view(self) -> None:
+        """Back to rank 1 … K and 10⁻⁶ … 1 after a user zoom."""
+        self.plot.setYRange(*self.Y_RANGE, padding=0.02)
+        if self._k_max:
+            self.plot.setXRange(1, self._k_max, padding=0.04)
 
     def update(self, snapshot: Snapshot) -> None:
         k_max = max([run.k for run in snapshot.runs] + [2])
