@@ -245,7 +245,7 @@ class ManifoldPanel(Panel):
         if self._snapshot is not None and self.run_index < len(self._snapshot.runs):
             r = self._snapshot.runs[self.run_index]
             run = f" · <span style='color:{theme.run_color(r.index)}'>■ {theme.escape(r.name)}</span>"
-        return (f"manifold E[x | z]{run}<br><span style='color:{theme.MUTED}; font-size:"
+        return (f"E[x | z]{run}<br><span style='color:{theme.MUTED}; font-size:"
                 f"{style.pt_str(theme.BASE_FONT_PT - 1)}'>q's samples, particles · click: next run</span>")
 
     def next_run(self) -> None:
