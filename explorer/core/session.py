@@ -31,7 +31,7 @@ from .budget import check_session
 from .cadence import probe_period
 from .config import Config, ConfigError, RunConfig, TrainConfig, config_from_dict, config_to_dict
 from .diagnostics import ParameterReplicates, choose_parameters, default_encoder_parameter, gradient_snr, snr_floor
-from .heldout import HeldOutEvaluation
+from .heldout import HELDOUT_METRICS, HeldOutEvaluation
 from .history import ROW_COLUMNS, MetricHistory
 from .models import Encoder, make_encoder
 from .objectives import OBJECTIVES, compute_losses, draw
@@ -499,10 +499,14 @@ class Session:
 
     def final_metrics(self, run: int) -> dict[str, Any]:
         view = self.snapshot().runs[run]
-        out: dict[str, Any] = {name: view.metrics.get(name) for name in METRICS}
+        # the held-out evaluation's numbers only where there are held-out data (image problems)
+        held_out = self._heldout_x is not None
+        out: dict[str, Any] = {name: view.metrics.get(name) for name in METRICS
+                               if held_out or name not in HELDOUT_METRICS}
         out["approximate"] = view.approximate
-        for name in ("test_step", "test_images"):  # the held-out evaluation's (image problems; None for a toy)
-            out[name] = int(view.metrics[name]) if name in view.metrics else None
+        if held_out:
+            for name in ("test_step", "test_images"):
+                out[name] = int(view.metrics[name]) if name in view.metrics else None
         out["diverged"] = self.runs[run].diverged_step is not None
         out["diverged_step"] = self.runs[run].diverged_step
         out["modes"] = [{"center": list(md.center), "p_mass": md.p_mass, "q_mass": md.q_mass} for md in view.modes]
