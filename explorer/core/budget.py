@@ -482,6 +482,25 @@ def _view_part(s: _RunShape, grid: int, samples: int) -> Part:
     return Part(f"the views of runs[{s.index}]", mem, secs, keys, "grid² points × the model's activations")
 
 
+# q* fits (core/amortisation.py, which takes these from here: budget imports no sibling but errors)
+Q_STAR_FIT_POINTS = 8192  # particles per evaluation of a K-particle objective while fitting (R·K, R ≥ 1)
+Q_STAR_MAX_K = 4096  # above this K no q* is fitted for a K-particle objective
+
+
+def q_star_fit_groups(objective: str, k: int) -> int:
+    """R: groups of K particles per evaluation of a K-particle objective while fitting q* (0: none needed)."""
+    return 0 if objective == "vae" else max(1, Q_STAR_FIT_POINTS // k)
+
+
+def _amortise_part(s: _RunShape) -> Part:
+    """One evaluation of a q* fit (core/amortisation.py): R·K particles with their gradient in ψ, R·K the
+    larger of Q_STAR_FIT_POINTS and K (up to Q_STAR_MAX_K); its memory only (a fit is worked in slices)."""
+    points = q_star_fit_groups(s.objective, s.k) * s.k if s.k <= Q_STAR_MAX_K else 0
+    floats, _ = s.particle(points)
+    return Part(f"the q* fit of runs[{s.index}]", F32 * points * floats, 0.0, s.drivers(),
+                "R·K particles of the run's objective at one x")
+
+
 def estimate_session(config: Config, device: str | None = None, budget: int | None = None) -> Estimate:
     """Peak memory and unit times of a Session built from ``config`` (see the module docstring)."""
     device = str(device or config.device)
@@ -504,7 +523,8 @@ def estimate_session(config: Config, device: str | None = None, budget: int | No
     speed = GPU_SPEEDUP if device.startswith(("cuda", "mps")) else 1.0
     units = [(name, sum(p.seconds for p in parts) / speed, max(parts, key=lambda p: p.seconds))
              for name, parts in ((STEP, steps), (VIEWS, views), (PROBE, probes)) if parts]
-    return Estimate((*resident, *steps, *views, *probes, *heldout), tuple(units))
+    fits = [_amortise_part(s) for s in shapes]
+    return Estimate((*resident, *steps, *views, *probes, *fits, *heldout), tuple(units))
 
 
 # --------------------------------------------------------------------------- checks, and what fits

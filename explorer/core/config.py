@@ -19,7 +19,7 @@ from .bounded import CONFIG_MAX_BYTES, read_regular
 from .errors import ConfigError, show
 from .models import ENCODERS
 from .objectives import OBJECTIVES
-from .problems import PROBLEMS, make_problem
+from .problems import LOCATION, PROBLEMS, make_problem
 
 PRESET_PACKAGE = "explorer.assets"  # assets/ in the source tree, mapped into the package by pyproject.toml
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -46,6 +46,7 @@ class ProblemConfig:
     learn_decoder: bool = False
     n_data: int = 512
     observation: int = 0  # index of the x shown in the posterior view
+    x_obs: tuple[float, ...] | None = None  # a free point of x-space shown instead of data[observation]
     decoder: str = "param"  # param: the problem's own family (θ* inside) | mlp
     options: Mapping[str, Any] = field(default_factory=dict)  # problem options, e.g. gaussian: mu
 
@@ -260,11 +261,13 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
         raise ConfigError(f"problem.observation: index {show(observation)} is outside the data (n_data = {n_data})")
     learn_decoder = _bool(p.get("learn_decoder", problem.learned_decoder_only), "problem.learn_decoder")
     problem.check_shared(learn_decoder, n_data)  # e.g. digits: a learned decoder, at most its training images
+    x_obs = p.get("x_obs")
     pc = ProblemConfig(
         name=name,
         learn_decoder=learn_decoder,
         n_data=n_data,
         observation=observation,
+        x_obs=None if x_obs is None else check_x_obs(x_obs, problem.x_dim),
         decoder=_str(p.get("decoder", "param"), "problem.decoder", DECODERS),
         options=options,
     )
@@ -304,6 +307,15 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
         if enc == "flow" and problem.z_dim < 2:
             raise ConfigError(f"runs[{i}].encoder: the flow needs a latent of dimension ≥ 2")
     return cfg
+
+
+def check_x_obs(value: Any, x_dim: int) -> tuple[float, ...]:
+    """A free observation: ``x_dim`` finite numbers within ±LOCATION (a bare number for 1-D x)."""
+    if x_dim == 1 and not isinstance(value, (list, tuple)):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or len(value) != x_dim:
+        raise ConfigError(f"problem.x_obs: expected a list of {x_dim} numbers (a point of x-space), got {show(value)}")
+    return tuple(_float(v, "problem.x_obs", -LOCATION, LOCATION) for v in value)
 
 
 # --------------------------------------------------------------------------- files, presets, overrides
@@ -457,6 +469,10 @@ def load_preset(name: str, overrides: list[str] | None = None) -> Config:
 def config_to_dict(cfg: Config) -> dict[str, Any]:
     """The fully resolved config (defaults filled in) as a TOML-shaped dict."""
     problem = {k: v for k, v in dataclasses.asdict(cfg.problem).items() if k != "options"}
+    if cfg.problem.x_obs is None:  # TOML has no null: an absent key is the data point
+        del problem["x_obs"]
+    else:
+        problem["x_obs"] = list(cfg.problem.x_obs)
     problem.update(dict(cfg.problem.options))
     runs = []
     for run in cfg.runs:

@@ -1,9 +1,9 @@
 """Edits of a Config as the window (or a script) makes them: one key at a time, validated like a file.
 
 Two kinds. *Live* edits change what the running Session trains without rebuilding it: a run's K, M, β,
-α or learning rate, the shown observation, and what the views show of the gradients (``LIVE_VIEW_KEYS``).
-They replace one run's config (``dataclasses.replace``), and the Session applies the very same function,
-so the window's config and the session's agree.
+α or learning rate, the shown observation (a data point's index, or any point ``problem.x_obs``), and what
+the views show of the gradients (``LIVE_VIEW_KEYS``). They replace one run's config (``dataclasses.replace``),
+and the Session applies the very same function, so the window's config and the session's agree.
 *Structural* edits (problem, encoder, objective, batch size, seed, device, adding or removing a run)
 give a new Config from which a new Session is built.
 
@@ -16,7 +16,7 @@ import math
 import re
 from typing import Any
 
-from .config import Config, RunConfig, config_from_dict, config_to_dict, default_run_name
+from .config import Config, RunConfig, check_x_obs, config_from_dict, config_to_dict, default_run_name
 from .errors import ConfigError
 from .objectives import OBJECTIVES
 from .problems import PROBLEMS, make_problem
@@ -40,7 +40,7 @@ def has_generated_name(config: Config, index: int) -> bool:
 def is_live(key: str) -> bool:
     """Whether ``key`` (dotted, e.g. ``runs.1.k``) can change without a new Session."""
     match = _RUN_KEY.fullmatch(key)
-    return key in ("train.lr", "problem.observation", *LIVE_VIEW_KEYS) or \
+    return key in ("train.lr", "problem.observation", "problem.x_obs", *LIVE_VIEW_KEYS) or \
         bool(match and match.group(2) in (*LIVE_RUN_KEYS, "lr"))
 
 
@@ -89,10 +89,17 @@ def set_lr(config: Config, lr: Any, index: int | None = None) -> Config:
 
 
 def set_observation(config: Config, index: Any) -> Config:
+    """Show data point ``index`` (a free point set before is dropped)."""
     n_data = config.problem.n_data
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n_data:
         raise ConfigError(f"problem.observation: index {index!r} is outside the data (n_data = {n_data})")
-    return dataclasses.replace(config, problem=dataclasses.replace(config.problem, observation=index))
+    return dataclasses.replace(config, problem=dataclasses.replace(config.problem, observation=index, x_obs=None))
+
+
+def set_x_obs(config: Config, point: Any, x_dim: int) -> Config:
+    """Show the point ``point`` of x-space (``x_dim`` numbers), or the data point again (None)."""
+    x_obs = None if point is None else check_x_obs(point, x_dim)
+    return dataclasses.replace(config, problem=dataclasses.replace(config.problem, x_obs=x_obs))
 
 
 def edit(config: Config, key: str, value: Any) -> Config:
@@ -108,6 +115,8 @@ def edit(config: Config, key: str, value: Any) -> Config:
         return set_lr(config, value)
     if key == "problem.observation":
         return set_observation(config, value)
+    if key == "problem.x_obs":
+        return set_x_obs(config, value, x_dim(config))
     if match and match.group(2) == "lr":
         return set_lr(config, value, int(match.group(1)))
     if match and match.group(2) in LIVE_RUN_KEYS:
@@ -137,6 +146,11 @@ def edit(config: Config, key: str, value: Any) -> Config:
     else:
         raise ConfigError(f"{key}: not a key that can be edited")
     return config_from_dict(raw)
+
+
+def x_dim(config: Config) -> int:
+    """The dimension of the config's x-space."""
+    return make_problem(config.problem.name, dict(config.problem.options)).x_dim
 
 
 def add_run(config: Config) -> Config:

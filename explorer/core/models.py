@@ -211,7 +211,14 @@ class FlowEncoder(Encoder):
         return h, mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def rsample(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-        h, mean, log_std = self._context(x)
+        return self.rsample_given(*self._context(x), eps)
+
+    def log_prob(self, z: Tensor, x: Tensor) -> Tensor:
+        return self.log_prob_given(*self._context(x), z)
+
+    def rsample_given(self, h: Tensor, mean: Tensor, log_std: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """z and log q for the context (h, μ, log σ) that ``_context`` makes of an x (or any other: the
+        per-x optimum q* of core/amortisation.py sets it freely)."""
         y, log_det = eps, torch.zeros_like(eps[..., 0])
         for i in range(len(self.couplings)):
             a, b = self._halves(i)
@@ -222,8 +229,7 @@ class FlowEncoder(Encoder):
         z = mean + torch.exp(log_std) * y
         return z, std_normal_log_prob(eps) - log_det - log_std.sum(-1)
 
-    def log_prob(self, z: Tensor, x: Tensor) -> Tensor:
-        h, mean, log_std = self._context(x)
+    def log_prob_given(self, h: Tensor, mean: Tensor, log_std: Tensor, z: Tensor) -> Tensor:
         y = (z - mean) * torch.exp(-log_std)
         log_det = log_std.sum(-1).expand(y.shape[:-1])
         for i in reversed(range(len(self.couplings))):

@@ -112,6 +112,8 @@ class Player:
                  build_session: Callable[[Config], Session] = Session,
                  open_session: Callable[[str], Session] = files.validate_session_file):
         self.session = session
+        if session is not None:
+            session.background_inline = False  # its background work gets the loop's spare time
         self.hz = hz
         self._build_session, self._open_session = build_session, open_session
         self._commands: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
@@ -187,6 +189,7 @@ class Player:
         except Exception as e:  # noqa: BLE001 — the old session goes on; the window says why
             return [BuildFailed(reason, tag, _error_text(e))]
         self.session = session
+        session.background_inline = False
         self.limit = session.config.steps
         if kwargs.get("paused", True):
             self.paused = True

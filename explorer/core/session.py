@@ -20,13 +20,14 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from . import anatomy, edits
+from .amortisation import Amortiser
 from .budget import check_session
 from .cadence import probe_period
 from .config import Config, ConfigError, RunConfig, TrainConfig, config_from_dict, config_to_dict
@@ -130,6 +131,8 @@ class _Run:
 class Session:
     """Lockstep training of a config's runs, with exact views of the shown observation."""
 
+    _background_inline = True
+
     def __init__(self, config: Config, device: str | None = None):
         ensure_default_threads()
         self.device = resolve_device(device or config.device)
@@ -147,18 +150,22 @@ class Session:
             )
         data_gen = torch.Generator().manual_seed(derive(config.seed, "data"))
         self.data = self.problem.sample_data(config.problem.n_data, data_gen).to(self.device)
-        self.observation = config.problem.observation
+        self._adopt_observation()
         self._viewer = Viewer(self.problem, config.view.grid, config.view.samples, self.device, config.problem.decoder)
         self.runs = [self._make_run(i) for i in range(len(config.runs))]
         self._choose_parameters(config)
         self.step_count = 0
         self.history = MetricHistory(r.cfg.name for r in self.runs)
         self._jobs: list[Any] = []  # background work beside training (see background_work)
+        self._amortiser = Amortiser(self._jobs, self._viewer.n_q, config.seed, float(torch.finfo(self.data.dtype).eps))
+        self._amortiser.inline = False  # the first views queue their fits: building stays quick
         self._job_warning = ""
         self._train_seconds = 0.0
         self._view_cache: tuple[int, int, Snapshot] | None = None
         self._views_cache: tuple[tuple[int, int], tuple[RunView, ...]] | None = None
+        self._raw_views_cache: tuple[tuple[int, int], tuple[RunView, ...]] | None = None  # before q* (decorate)
         self._version = 0  # bumped by anything that changes the view without a step
+        self._decorations = 0  # of those bumps, the ones only a q* fit made (the raw views stay as they are)
         self._seeder = Seeder(config.seed, self.device)
         heldout = self.problem.heldout()  # image problems: test images, evaluated every N steps in the background
         self._heldout_x = heldout[0].to(self.device) if heldout is not None else None
@@ -167,6 +174,7 @@ class Session:
         if self.probe_every:
             self._probe_snr(self._batch())
         self._record_metrics()
+        self._amortiser.inline = self._background_inline
 
     def _make_run(self, i: int) -> _Run:
         cfg, train, pcfg = self.config.runs[i], self.config.run_train(i), self.config.problem
@@ -204,9 +212,40 @@ class Session:
         """Change K / M / β / α of a run; applies at the next step. Validated like the config."""
         self._set_config(edits.replace_run(self.config, run, **{k: v for k, v in params.items() if v is not None}))
 
-    def set_observation(self, index: int) -> None:
-        self._set_config(edits.set_observation(self.config, index))
-        self.observation = index
+    @property
+    def background_inline(self) -> bool:
+        """Whether work a view asks for (q* fits, core/amortisation.py) runs at once, before the view is
+        returned (True: scripts), or waits on the job list for ``background_work`` (a Player sets False)."""
+        return self._background_inline
+
+    @background_inline.setter
+    def background_inline(self, inline: bool) -> None:
+        self._background_inline = self._amortiser.inline = bool(inline)
+
+    def set_observation(self, observation: int | Sequence[float]) -> None:
+        """Show data point ``observation`` (an index), or any point of x-space (``x_dim`` numbers)."""
+        if isinstance(observation, (int, np.integer)) and not isinstance(observation, bool):
+            config = edits.set_observation(self.config, int(observation))
+        else:
+            point = observation.tolist() if isinstance(observation, (np.ndarray, Tensor)) else observation
+            config = edits.set_x_obs(self.config, point, self.problem.x_dim)
+        self._set_config(config)
+        self._adopt_observation()
+
+    def _adopt_observation(self) -> None:
+        """The shown x from the config: ``observation`` is its index in the data, None for a free point."""
+        problem = self.config.problem
+        if problem.x_obs is None:
+            self.observation: int | None = problem.observation
+            self._x_obs = self.data[problem.observation : problem.observation + 1]
+        else:
+            self.observation = None
+            self._x_obs = torch.tensor([problem.x_obs], dtype=self.data.dtype, device=self.device)
+
+    @property
+    def x_obs(self) -> Tensor:
+        """The shown observation, [1, x_dim]."""
+        return self._x_obs
 
     def set_view(self, key: str, value: Any) -> None:
         """One of the view keys that change only what a snapshot shows (``edits.LIVE_VIEW_KEYS``): the
@@ -258,7 +297,7 @@ class Session:
         elif name == "set_run":
             self.set_run(kwargs.pop("run"), **kwargs)
         elif name == "set_observation":
-            self.set_observation(kwargs["index"])
+            self.set_observation(kwargs["point"] if "point" in kwargs else kwargs["index"])
         elif name == "set_view":
             self.set_view(kwargs["key"], kwargs["value"])
         elif name == "reset":
@@ -375,17 +414,32 @@ class Session:
         return GradientSample(group, kept.name, label, values, -kept.mean, kept.sd, replicates, self.step_count)
 
     # ------------------------------------------------------------------ views and metrics
-    def _view_run(self, run: _Run) -> RunView:
-        x_obs = self.data[self.observation : self.observation + 1]
-        gen = self._seeded(self.step_count, _VIEW, run.m, run.cfg.k, self.observation)
-        view = self._viewer.run_view(run, x_obs, gen, arrows=self.config.view.arrows)
+    def _raw_view(self, run: _Run) -> RunView:
+        shown = self.observation if self.observation is not None else self.config.problem.x_obs
+        gen = self._seeded(self.step_count, _VIEW, run.m, run.cfg.k, shown)
+        view = self._viewer.run_view(run, self._x_obs, gen, arrows=self.config.view.arrows)
         return dataclasses.replace(view, gradients=run.gradients)  # the last probe's replicates (the histograms)
 
+    def _decorated(self, run: _Run, view: RunView) -> RunView:
+        x_obs = self._x_obs
+        return self._amortiser.decorate(run, x_obs, view, self.step_count, lambda: self._posterior(run, x_obs))
+
+    def _posterior(self, run: _Run, x_obs: Tensor) -> Any:
+        view = self._viewer.posterior(run, x_obs)
+        return None if view is None else view.post
+
     def _views(self) -> tuple[RunView, ...]:
-        """Every run's view of the current state, evaluated once per (step, version)."""
+        """Every run's view of the current state, evaluated once per (step, version). Inline (a script),
+        waiting background work is finished first, so what a view asked for is in it."""
+        if self._background_inline and self._jobs and self._amortiser.inline:
+            self.finish_background()
         key = (self.step_count, self._version)
         if self._views_cache is None or self._views_cache[0] != key:
-            self._views_cache = (key, tuple(self._view_run(r) for r in self.runs))
+            raw_key = (self.step_count, self._version - self._decorations)  # a finished q* fit keeps these
+            if self._raw_views_cache is None or self._raw_views_cache[0] != raw_key:
+                self._raw_views_cache = (raw_key, tuple(self._raw_view(r) for r in self.runs))
+            raw = self._raw_views_cache[1]
+            self._views_cache = (key, tuple(self._decorated(r, v) for r, v in zip(self.runs, raw)))
         return self._views_cache[1]
 
     def _record_metrics(self, views: tuple[RunView, ...] | None = None) -> None:
@@ -411,6 +465,7 @@ class Session:
             history=history, snr_replicates=self.config.view.snr_replicates,
             snr_floor=snr_floor(self.config.view.snr_replicates), snr_every=self.probe_every, warnings=tuple(warnings),
             show_gradients=self.config.view.gradients, show_arrows=self.config.view.arrows,
+            x_obs=self._x_obs[0].cpu().numpy().astype(np.float32),
             image_shape=self.problem.image_shape,
             manifold_box=MANIFOLD_BOX if self.problem.image_shape is not None else None,
         )
@@ -432,9 +487,21 @@ class Session:
             return False
         if not self._jobs[0].work(seconds):
             return False
-        self._jobs.pop(0)
+        job = self._jobs.pop(0)
         self._version += 1
+        if getattr(job, "decorates_only", False):  # a q* fit: the views are decorated again, not evaluated
+            self._decorations += 1
         return True
+
+    def finish_background(self, max_seconds: float = 60.0) -> None:
+        """Work through the waiting jobs (a failing one is dropped and named, as the Player does), for at most
+        about ``max_seconds``: what a result (summary.json) needs before it is read."""
+        deadline = time.perf_counter() + max_seconds
+        while self.background_pending() and time.perf_counter() < deadline:
+            try:
+                self.background_work(min(1.0, max(deadline - time.perf_counter(), 0.01)))
+            except Exception as e:  # noqa: BLE001 — reported in the warnings, as the Player reports it
+                self.background_failed(e)
 
     def background_failed(self, error: BaseException) -> None:
         """The first job raised: drop it and say so in the next snapshot's warnings."""
@@ -514,10 +581,13 @@ class Session:
         return out
 
     def summary(self, wall_s: float | None = None) -> dict[str, Any]:
-        """The summary.json contract of design.md (after ``settle``: held-out numbers at the final step)."""
+        """The summary.json contract of design.md. ``observation`` says which x is shown: its index in the
+        data, or null for a free point (``x_obs`` of each run is the point either way). Waiting background
+        work (the q* fits of the gaps; an image problem's held-out evaluation, of the final step) is finished
+        first (``settle``)."""
         self.settle()
         wall = self._train_seconds if wall_s is None else wall_s
-        x_obs = self.data[self.observation].cpu().tolist()
+        x_obs = self._x_obs[0].cpu().tolist()
         return {
             "config": config_to_dict(self.config),
             "seed": self.config.seed,
@@ -525,6 +595,7 @@ class Session:
             "steps": self.step_count,
             "wall_s": wall,
             "steps_per_s": self.step_count / wall if wall > 0 else 0.0,
+            "observation": self.observation,
             "runs": [
                 {"name": r.cfg.name, "objective": r.cfg.objective, "k": r.cfg.k, "m": r.m, "beta": r.cfg.beta,
                  "alpha": r.cfg.alpha, "encoder": r.train.encoder, "x_obs": x_obs, "final": self.final_metrics(r.index)}
@@ -536,10 +607,12 @@ class Session:
     def state_dict(self) -> dict[str, Any]:
         """A deep copy of everything a session file holds (no tensor is shared with the live session)."""
         return copy.deepcopy({
-            "config": config_to_dict(self.config), "step": self.step_count, "observation": self.observation,
+            "config": config_to_dict(self.config), "step": self.step_count,
+            "observation": self.config.problem.observation,
             "runs": [{"decoder": r.decoder.state_dict(), "encoder": r.encoder.state_dict(),
                       "optimizer": r.optimizer.state_dict(), "diverged_step": r.diverged_step, "snr": dict(r.snr)}
                      for r in self.runs],
+            "amortisation": self._amortiser.state(self.runs, self._x_obs),
             **self.history.state(),
         })
 
@@ -550,7 +623,8 @@ class Session:
         session = cls(config_from_dict(state["config"]), device=device)
         check_session_state(state, session)
         session.step_count = int(state["step"])
-        session.observation = int(state["observation"])
+        if session.config.problem.x_obs is None:
+            session.set_observation(int(state["observation"]))
         for run, saved in zip(session.runs, state["runs"]):
             run.decoder.load_state_dict(saved["decoder"])
             run.encoder.load_state_dict(saved["encoder"])
@@ -558,5 +632,7 @@ class Session:
             run.diverged_step = saved["diverged_step"]
             run.snr = dict(saved["snr"])
         session.history = MetricHistory.from_state(state["history"], state["rows"])
-        session._view_cache = session._views_cache = None
+        session._amortiser.forget()  # fitted for the weights it was built with
+        session._amortiser.load_state(state.get("amortisation", []), session.runs, session._x_obs, session.step_count)
+        session._view_cache = session._views_cache = session._raw_views_cache = None
         return session

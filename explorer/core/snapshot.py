@@ -40,6 +40,17 @@ METRICS = (
     "kl_qp_err",  # is called exact when its error is within exact.tolerance(value) = max(1e-3, 1e-3·|value|)
     "kl_pq_err",
     "elbo_exact_err",
+    # the gap log p(x) − ELBO(q_φ) = KL(q‖p) split at the per-x optimum q* of the run's encoder family
+    # (core/amortisation.py; Cremer, Li & Duvenaud 2018), exact ELBOs with their errors:
+    "approximation_gap",  # log p(x) − ELBO(q*): what the family cannot do at this x
+    "amortisation_gap",  # ELBO(q*) − ELBO(q_φ): what one encoder for every x gives away here
+    "approximation_gap_err",
+    "amortisation_gap_err",
+    # the same split of L_K (runs with K > 1 and a K-particle objective), by Monte Carlo, ± its standard error
+    "approximation_gap_k",  # log p(x) − L_K(q*)
+    "amortisation_gap_k",  # L_K(q*) − L_K(q_φ), on common random numbers
+    "approximation_gap_k_err",
+    "amortisation_gap_k_err",
     "snr_encoder_param",  # |mean|/sd of the one encoder parameter the gradient histograms show (last probe)
     "snr_decoder_param",  # same for the decoder parameter (absent when θ is frozen)
     # the held-out evaluation of an image problem (core/heldout.py): averages over its fixed test images,
@@ -99,6 +110,10 @@ class RunView:
     q_box: tuple[float, float, float, float] | None = None  # where q has its mass
     view_box: tuple[float, float, float, float] | None = None  # what the panel should show of both
     approximate: str = ""  # one short line saying why an exact number is only approximate ("" when none is)
+    # the per-x optimum q* of the run's family for x_obs (core/amortisation.py), None until it is fitted
+    q_star_log_q: np.ndarray | None = None  # [n', n'] log q*(z) on the n' × n' grid over q_star_box
+    q_star_box: tuple[float, float, float, float] | None = None
+    q_star_note: str = ""  # what q* is or why it is missing ("fitting q* …", "q* of step 120")
     gradients: tuple[GradientSample, ...] = ()  # the last probe's replicates of the chosen parameters
     # each particle's share of the φ-objective's gradient w.r.t. q's location for x_obs (core/anatomy.py),
     # for the particles above ([K, 2], group 1 of M), their sum over all M·K particles ([2]), the location
@@ -125,7 +140,7 @@ class Snapshot:
     z1: np.ndarray  # [n] centres of the n × n grid over box (the runs' own grids are in RunView)
     z2: np.ndarray  # [n]
     data: np.ndarray  # [N, x_dim] the data set in x-space
-    observation: int  # index of x_obs in data
+    observation: int | None  # index of x_obs in data, None when x_obs is a free point of x-space
     runs: tuple[RunView, ...]
     # run name -> metric name -> [T, 2] array of (step, value) rows, finite values only (a step where a
     # metric is unknown or non-finite has no row): this is what the curves plot, NaN-free by construction
@@ -136,11 +151,12 @@ class Snapshot:
     steps_per_s: float = 0.0
     paused: bool = True
     warnings: tuple[str, ...] = ()
+    x_obs: np.ndarray | None = None  # [x_dim] the shown observation (default: data[observation])
     show_gradients: bool = False  # view.gradients: the gradient histograms panel
     show_arrows: bool = False  # view.arrows: the per-particle gradient arrows on the posterior panels
     image_shape: tuple[int, int] | None = None  # x is an image of rows × columns (row-major): draw it so
     manifold_box: tuple[float, float, float, float] | None = None  # the z region of RunView.manifold
 
-    @property
-    def x_obs(self) -> np.ndarray:
-        return self.data[self.observation]
+    def __post_init__(self) -> None:
+        if self.x_obs is None and self.observation is not None:
+            object.__setattr__(self, "x_obs", self.data[self.observation])

@@ -99,7 +99,17 @@ STORY: tuple[StoryScene, ...] = (
         preset="dreg-fix",
     ),
     StoryScene(
-        title="8 · Real digits: the exact test log-likelihood",
+        title="8 · Amortisation: one encoder for every x",
+        caption=(
+            "A VAE's q(z|x) is one network for every x. The dashed q* is the best Gaussian for the shown x "
+            "alone, and the gap splits in two: the approximation gap (≈ ln 2: no Gaussian covers both modes) and "
+            "the amortisation gap, what sharing the encoder costs here. On the data the large encoder's is small; "
+            "drag x in the data panel away from the data and watch it grow, while the small encoder pays everywhere."
+        ),
+        preset="amortisation",
+    ),
+    StoryScene(
+        title="9 · Real digits: the exact test log-likelihood",
         caption=(
             "The four objectives of scene 6 on 8 × 8 handwritten digits, with a 2-D latent and a learned "
             "decoder. Because z is 2-D, log p(x) and KL(q‖p(z|x)) of every test image are integrated exactly, "

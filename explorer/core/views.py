@@ -8,6 +8,7 @@ Everything here takes x as a vector, so any point of x-space works, not only the
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ Q_VIEW_C, Q_GRID_C = 3.0, 4.0  # q's part of the view: the image of ε ∈ [−3
 BOUNDARY = 64  # points per side of those squares
 MANIFOLD_N = 15  # image problems: the decoded manifold's mean images per side, over MANIFOLD_BOX
 MANIFOLD_BOX = (-3.0, 3.0, -3.0, 3.0)  # ±3 prior standard deviations
+POSTERIORS_KEPT = 32  # frozen-decoder posteriors cached (most recently shown x first): a drag visits many x
 
 
 def box_centres(box: Box, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +42,7 @@ def box_centres(box: Box, n: int) -> tuple[np.ndarray, np.ndarray]:
     return box[0] + h1 * (np.arange(n) + 0.5), box[2] + h2 * (np.arange(n) + 0.5)
 
 
-def _square(c: float, k: int) -> np.ndarray:
+def square(c: float, k: int) -> np.ndarray:
     """k points per side around the square [−c, c]² ([4k, 2])."""
     t = np.linspace(-c, c, k, endpoint=False)
     return np.concatenate([np.stack([t, np.full(k, -c)], 1), np.stack([np.full(k, c), t], 1),
@@ -48,14 +50,14 @@ def _square(c: float, k: int) -> np.ndarray:
 
 
 # the noise every view maps through q: the rims of q's view and grid squares, then the exact ELBO's nodes
-_FIXED_EPS = np.concatenate([_square(Q_VIEW_C, BOUNDARY), _square(Q_GRID_C, BOUNDARY), exact.GH_EPS])
+_FIXED_EPS = np.concatenate([square(Q_VIEW_C, BOUNDARY), square(Q_GRID_C, BOUNDARY), exact.GH_EPS])
 
 
-def _bbox(points: np.ndarray) -> Box:
+def bbox(points: np.ndarray) -> Box:
     return (float(points[:, 0].min()), float(points[:, 0].max()), float(points[:, 1].min()), float(points[:, 1].max()))
 
 
-def _usable(box: Box) -> bool:
+def usable(box: Box) -> bool:
     """A finite box whose sides are wide enough for a grid in float32 at its distance from 0."""
     if not all(math.isfinite(b) for b in box):
         return False
@@ -86,7 +88,7 @@ class Viewer:
         self.problem, self.n, self.samples, self.device = problem, n, samples, device
         self.n_q = max(16, n // 2)
         self.decoder_kind = decoder_kind
-        self._cache: dict[tuple, PosteriorView | None] = {}
+        self._cache: collections.OrderedDict[tuple, PosteriorView | None] = collections.OrderedDict()
         self._last: dict[int, tuple[tuple, Posterior]] = {}  # per run with a learning decoder: its last posterior
 
     # ------------------------------------------------------------------ the posterior
@@ -111,6 +113,7 @@ class Viewer:
         frozen = not run.theta
         key = (self.decoder_kind, tuple(x_obs.flatten().tolist()))
         if frozen and key in self._cache:
+            self._cache.move_to_end(key)
             return self._cache[key]
         log_f = self._log_joint(run.decoder, x_obs)
         last = None if frozen else self._last.get(run.index)
@@ -124,6 +127,8 @@ class Viewer:
         view = None if post is None else self._posterior_view(run.decoder, x_obs, post)
         if frozen:
             self._cache[key] = view
+            while len(self._cache) > POSTERIORS_KEPT:
+                self._cache.popitem(last=False)
         elif post is not None:
             self._last[run.index] = (key, post)
         return view
@@ -182,8 +187,8 @@ class Viewer:
 
         # q's region: the images of the squares around ε = 0 (a homeomorphism maps a square's inside inside
         # the image of its boundary); its grid for contours and mode coverage
-        q_view, q_box = _bbox(rim_z[: 4 * BOUNDARY]), pad(_bbox(rim_z[4 * BOUNDARY :]), 0.03)
-        q_grid = make_grid(q_box, self.n_q, dtype=dtype, device=device) if _usable(q_box) else None
+        q_view, q_box = bbox(rim_z[: 4 * BOUNDARY]), pad(bbox(rim_z[4 * BOUNDARY :]), 0.03)
+        q_grid = make_grid(q_box, self.n_q, dtype=dtype, device=device) if usable(q_box) else None
         node_points = (torch.as_tensor(pv.post.points, dtype=dtype, device=device) if pv is not None
                        else torch.zeros((0, 2), dtype=dtype, device=device))
         grid_points = q_grid.points if q_grid is not None else torch.zeros((0, 2), dtype=dtype, device=device)

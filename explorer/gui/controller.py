@@ -101,6 +101,8 @@ class SessionController(QObject):
         self._next_request = 1
         self._closed = False
         self._engine: Any = None
+        self._x_obs_in_flight = False  # a set_observation point was sent and no snapshot has come since
+        self._x_obs_pending: tuple[float, ...] | None = None  # the newest point a drag asked for meanwhile
         self._start_engine()
         self.rebuild(config, "opened", tag or BuildTag(preset=preset))
 
@@ -188,7 +190,22 @@ class SessionController(QObject):
     # ------------------------------------------------------------------ events in
     @Slot(object)
     def _on_snapshot(self, snapshot: Any) -> None:
+        self._x_obs_in_flight = False
+        self._flush_x_obs()
         self.snapshot.emit(snapshot)
+
+    def _move_x_obs(self, point: tuple[float, ...] | None) -> None:
+        """Send a free observation, coalesced: while one is on its way (no snapshot since), only the newest
+        waits, so a drag never queues hundreds of commands however fast the mouse moves."""
+        self._x_obs_pending = point
+        if not self._x_obs_in_flight:
+            self._flush_x_obs()
+
+    def _flush_x_obs(self) -> None:
+        if self._x_obs_pending is not None:
+            point, self._x_obs_pending = self._x_obs_pending, None
+            self._x_obs_in_flight = True
+            self._send("set_observation", point=list(point))
 
     @Slot(object)
     def _on_event(self, event: Any) -> None:
@@ -212,6 +229,7 @@ class SessionController(QObject):
             if callback is not None:
                 callback(event)
         elif isinstance(event, Refused):
+            self._x_obs_in_flight = False
             if event.config is not None:
                 self._set_config(event.config)
             self.refused.emit(event.message)
@@ -286,7 +304,14 @@ class SessionController(QObject):
         if key == "train.lr":
             self._send("set_lr", run=None, lr=config.train.lr)
         elif key == "problem.observation":
+            self._x_obs_pending = None  # a snap to a data point ends a drag
             self._send("set_observation", index=config.problem.observation)
+        elif key == "problem.x_obs":
+            if config.problem.x_obs is None:
+                self._x_obs_pending = None
+                self._send("set_observation", index=config.problem.observation)
+            else:
+                self._move_x_obs(config.problem.x_obs)
         elif key in edits.LIVE_VIEW_KEYS:
             self._send("set_view", key=key.split(".", 1)[1], value=value)
         elif key.endswith(".lr"):

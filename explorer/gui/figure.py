@@ -50,6 +50,7 @@ class Figure(pg.GraphicsLayoutWidget):
     """All panels of a snapshot. ``update_snapshot`` is cheap enough to call at 30 Hz."""
 
     observation_clicked = Signal(int)
+    observation_moved = Signal(object)  # the x-pad (panels/data.py): a point of x-space
     DEFAULT_SIZE = (1600, 1000)
 
     def __init__(self, parent=None, presentation: bool = False):
@@ -216,6 +217,8 @@ class Figure(pg.GraphicsLayoutWidget):
     def _teardown(self) -> None:
         if self.data_panel is not None:
             self.data_panel.observation_clicked.disconnect(self.observation_clicked)
+            if hasattr(self.data_panel, "observation_moved"):
+                self.data_panel.observation_moved.disconnect(self.observation_moved)
         self.ci.clear()
         self.posteriors, self.data_panel, self.curves, self.weights, self.gradients = [], None, {}, None, None
         self.image_panels = []
@@ -249,6 +252,8 @@ class Figure(pg.GraphicsLayoutWidget):
         else:
             self.data_panel = DataPanel(x_dim, style)
         self.data_panel.observation_clicked.connect(self.observation_clicked)
+        if hasattr(self.data_panel, "observation_moved"):  # the x-pad; image data are picked, not dragged
+            self.data_panel.observation_moved.connect(self.observation_moved)
         for kind in CURVE_KINDS if images else CURVE_KINDS[:-1]:
             self.curves[kind] = CurvesPanel(kind, n_runs, style)
         self.weights = WeightsPanel(n_runs, style)

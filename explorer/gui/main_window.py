@@ -243,6 +243,7 @@ class MainWindow(QMainWindow):
         self.recording.recorded.connect(self.gif_recorded)
         self.recording.changed.connect(self._on_recording)
         self.figure.observation_clicked.connect(self.set_observation)
+        self.figure.observation_moved.connect(self.move_observation)
         self.about_toggle.toggled.connect(self._on_about_toggled)
         self.about_toggle.toggled.connect(self.action_map["about"].setChecked)
         self.dock.visibilityChanged.connect(self._on_dock_visibility)
@@ -321,6 +322,11 @@ class MainWindow(QMainWindow):
     def set_observation(self, index: int) -> None:
         if 0 <= index < self.controller.config.problem.n_data:
             self.edit("problem.observation", index)
+
+    @Slot(object)
+    def move_observation(self, point: tuple[float, ...]) -> None:
+        """Show a free point of x-space (the data panel's x-pad); moves are coalesced by the controller."""
+        self.edit("problem.x_obs", list(point))
 
     @Slot()
     def ask_fast_forward(self) -> None:

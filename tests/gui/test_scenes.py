@@ -64,7 +64,9 @@ def test_a_session_reopens_on_the_same_frame_pixel_for_pixel(open_window, qtbot,
     first.controller.frame.connect(frames.append)
     first.controller.pause()
     qtbot.waitUntil(lambda: bool(frames) and frames[-1].paused, timeout=5000)
-    shown = wait_snapshot(qtbot, first, lambda s: s.paused and s.step == frames[-1].step)
+    # the frame the paused session settles on: its q* fits (core/amortisation.py, background work) done
+    shown = wait_snapshot(qtbot, first, lambda s: s.paused and s.step == frames[-1].step
+                          and not any(r.q_star_note.startswith("fitting") for r in s.runs))
     path = tmp_path / "paused.vaesession"
     with qtbot.waitSignal(first.files.session_saved, timeout=10_000):
         first.files.save_session(path)

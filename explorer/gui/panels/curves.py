@@ -23,8 +23,10 @@ CURVE_KINDS: dict[str, tuple[str, str, bool, list[tuple[str, Qt.PenStyle, str]]]
             [("snr_encoder", SOLID, "encoder φ"), ("snr_decoder", DASHED, "decoder θ")]),
     "bounds": ("bounds on log p(x)", "nats", False,
                [("bound", SOLID, "MC L_K"), ("elbo", DASHED, "MC ELBO"), ("elbo_exact", DASHDOT, "exact ELBO")]),
+    # KL(q‖p) = log p(x) − ELBO is the whole gap; its amortisation part (core/amortisation.py) beside it
     "kl": ("KL divergences (quadrature)", "nats", False,
-           [("kl_qp", SOLID, "KL(q‖p)"), ("kl_pq", DASHED, "KL(p‖q)")]),
+           [("kl_qp", SOLID, "KL(q‖p)"), ("kl_pq", DASHED, "KL(p‖q)"),
+            ("amortisation_gap", DOTTED, "amortisation gap of KL(q‖p)")]),
     "ess": ("ESS / K", "ESS / K", False, [("ess_frac", SOLID, "ESS/K")]),
     # image problems: the held-out evaluation (core/heldout.py), averages over the fixed test images
     "heldout": ("held-out test images, mean", "nats", False,

@@ -173,6 +173,7 @@ class PosteriorPanel(Panel):
         plot.addItem(self.pin_text)
         self.readout = Readout(plot, style)
         self._grid_boxes: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (p's, q's) for the readout
+        self._init_q_star()
         self.restyle_text(style)
         self._place_overlays()
 
@@ -240,6 +241,7 @@ class PosteriorPanel(Panel):
         x0, x1, y0, y1 = self.view_rect()
         self.warning_text.setPos(x0, y1)
         self.pin_text.setPos(x1, y1)
+        self._place_gaps()
         self.diverged_text.setPos(0.5 * (x0 + x1), 0.5 * (y0 + y1))
         self.diverged_frame.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
         if self._run is not None:
@@ -253,6 +255,7 @@ class PosteriorPanel(Panel):
         self.diverged_text.setFont(style.font(theme.BASE_FONT_PT + 5, bold=True))
         self.warning_text.setFont(style.font(theme.BASE_FONT_PT - 1.5))
         self.pin_text.setFont(style.font(theme.BASE_FONT_PT - 2))
+        self.gap_text.setFont(style.font(theme.BASE_FONT_PT - 1.5))
         self.arrows.restyle_text(style)
         if self._run is not None:
             self._title = ""
@@ -297,7 +300,9 @@ class PosteriorPanel(Panel):
         self._grid_boxes = (self._grid_box(snapshot, run.post_box), self._grid_box(snapshot, run.q_box))
         self._set_title(run)
         self._wanted = run.view_box
-        self._follow(canonical=snapshot.paused)
+        # a free x is being dragged (the x-pad): follow calmly even while paused, so the view does not jump
+        # at every move (and the axes are not redrawn: a third of the frame rate)
+        self._follow(canonical=snapshot.paused and snapshot.observation is not None)
 
         # p(z|x) is unchanged from frame to frame when the decoder is frozen, q while paused: skip both
         if not same_array(run.log_post, self._shown_post):
@@ -316,6 +321,7 @@ class PosteriorPanel(Panel):
 
         self._set_particles(run)
         self.arrows.update(snapshot.show_arrows, run, self.view_rect())
+        self._set_q_star(snapshot, run)  # after the arrows: the gap numbers go below their note
         self._set_modes(run)
         self._set_diverged(run.diverged_step)
         self._set_warning(run)
@@ -603,6 +609,65 @@ class PosteriorPanel(Panel):
     @property
     def diverged_visible(self) -> bool:
         return self.diverged_text.isVisible()
+
+    # ------------------------------------------------------------------ amortisation: q* and the gap split
+    def _init_q_star(self) -> None:
+        """q*'s contours (dashed, beside q_φ's solid ones) and the gap numbers (top right)."""
+        self._shown_q_star: np.ndarray | None = None
+        self._gaps = ""
+        self.q_star_lines = [pg.PlotCurveItem(connect="finite", antialias=True) for _ in SIGMA_LEVELS]
+        for i, item in enumerate(self.q_star_lines):
+            item.setZValue(2)
+            self.plot.addItem(item)
+            self.keep_pen(item.setPen, lambda s, i=i: s.pen(theme.Q_COLOR, theme.W_CONTOUR_Q * (0.8 - 0.12 * i),
+                                                            style=theme.DASHED))
+        self.gap_text = pg.TextItem(anchor=(1.0, 0.0), color=theme.FOREGROUND, fill=pg.mkBrush(255, 255, 255, 200))
+        self.gap_text.setZValue(15)
+        self.gap_text.hide()
+        self.plot.addItem(self.gap_text)
+
+    def _set_q_star(self, snapshot: Snapshot, run: RunView) -> None:
+        if not same_array(run.q_star_log_q, self._shown_q_star):
+            self._shown_q_star = run.q_star_log_q
+            q = None if run.q_star_log_q is None else sanitise_log_density(run.q_star_log_q)
+            if q is None:
+                for item in self.q_star_lines:
+                    item.setData([], [])
+            else:
+                self._set_contours(self.q_star_lines, self._grid_box(snapshot, run.q_star_box), *q)
+        gaps = self.gaps_text(run)
+        if gaps != self._gaps:
+            self._gaps = gaps
+            self.gap_text.setText(gaps)
+            self.gap_text.setVisible(bool(gaps))
+        self._place_gaps()
+
+    @staticmethod
+    def gaps_text(run: RunView) -> str:
+        """log p(x) − ELBO split at q* (dashed): approximation + amortisation gap, with errors; for a
+        K-particle run also the split of L_K (± its Monte Carlo standard error); or what q* is doing."""
+        m = run.metrics
+        lines = []
+        if "amortisation_gap" in m:
+            lines.append(f"ELBO gap: approx. {err_digits(m.get('approximation_gap'), m.get('approximation_gap_err'))}"
+                         f" + amort. {err_digits(m.get('amortisation_gap'), m.get('amortisation_gap_err'))}")
+        if "amortisation_gap_k" in m:
+            lines.append(f"L_K gap: approx. {err_digits(m.get('approximation_gap_k'), m.get('approximation_gap_k_err'))}"
+                         f" + amort. {err_digits(m.get('amortisation_gap_k'), m.get('amortisation_gap_k_err'))}")
+        if run.q_star_note:
+            lines.append(f"q* (dashed): {run.q_star_note}" if not lines else run.q_star_note)
+        elif lines:
+            lines.append("q* = the best q for this x alone (dashed)")
+        return "\n".join(lines)
+
+    def _place_gaps(self) -> None:
+        """Top right, below the pin note and the arrows' scale note where they show."""
+        x0, x1, y0, y1 = self.view_rect()
+        below_px = 22.0 if self.pin_text.isVisible() else 0.0
+        note = self.arrows.note
+        if note.isVisible():
+            below_px += 1.6 * note.boundingRect().height()  # it hangs half its height below the corner
+        self.gap_text.setPos(x1, y1 - (self._pixel_size()[1] * below_px if below_px else 0.0))
 
 
 # --------------------------------------------------------------------------- data
