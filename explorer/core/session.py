@@ -526,7 +526,7 @@ class Session:
         still waiting is dropped), and log its numbers on the current step's metrics row: what a headless
         run does before it reports (``summary`` calls it). Blocks for as long as that takes."""
         if self._heldout_x is not None:
-            self._jobs = [j for j in self._jobs if not isinstance(j, HeldOutEvaluation) or j.step == self.step_count]
+            self._jobs[:] = [j for j in self._jobs if not isinstance(j, HeldOutEvaluation) or j.step == self.step_count]
             if not self.runs[0].heldout.get("test_step") == self.step_count:
                 self._queue_heldout()
         while self._jobs:

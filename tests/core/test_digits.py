@@ -281,19 +281,25 @@ def test_a_replay_that_is_not_deterministic_fails_loudly():
 
 
 def test_session_evaluates_in_the_background_and_reports_the_final_step():
+    """Served (the Player: not inline) the evaluation waits for background time; in a script (inline) a
+    metrics row finishes it first, so each evaluation is logged on its own step's row; summary() evaluates
+    the final step."""
     s = Session(digits_config("problem.eval_every=10", "problem.eval_images=2", "runs.0.k=4",
-                              'runs=[{objective="iwae",k=4},{objective="vae"}]'), device="cpu")
+                              'runs=[{objective="iwae",k=4},{objective="vae"}]', "view.log_every=5"), device="cpu")
+    s.background_inline = False
     s.step(10)
     assert s.background_pending()
     while s.background_pending():
         s.background_work(0.01)
     assert s.snapshot().runs[0].metrics["test_step"] == 10
-    s.step(15)  # queues the step-20 evaluation, which a headless run never drains...
-    summary = s.summary()  # ...so summary() drops it and evaluates step 25
+    s.background_inline = True
+    s.step(15)  # evaluations at 20 (finished inline by the step-20 row) ...
+    summary = s.summary()  # ... and at 25, by summary()
     finals = [r["final"] for r in summary["runs"]]
     assert [f["test_step"] for f in finals] == [25, 25] and all(f["test_images"] == 2 for f in finals)
     rows = s.metric_rows()
     logged = [(r["run"], r["step"], r["test_step"]) for r in rows if r["test_step"] is not None]
-    assert logged == [("IWAE K=4", 20, 10.0), ("VAE K=1", 20, 10.0), ("IWAE K=4", 25, 25.0), ("VAE K=1", 25, 25.0)]
+    assert logged == [("IWAE K=4", 15, 10.0), ("VAE K=1", 15, 10.0), ("IWAE K=4", 20, 20.0), ("VAE K=1", 20, 20.0),
+                      ("IWAE K=4", 25, 25.0), ("VAE K=1", 25, 25.0)]
     assert len(rows) == len({(r["run"], r["step"]) for r in rows}), "the final row is filled, not repeated"
     assert rows[-1]["test_log_px"] == finals[1]["test_log_px"]
