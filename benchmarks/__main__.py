@@ -23,7 +23,7 @@ import torch
 from benchmarks import Options, Row
 
 MODULES = ["benchmarks.bench_core", "benchmarks.bench_gui", "benchmarks.bench_cli", "benchmarks.scaling",
-           "benchmarks.bench_sweep", "benchmarks.bench_xpad"]
+           "benchmarks.bench_sweep", "benchmarks.bench_xpad", "benchmarks.bench_digits"]
 
 
 def _fmt(v: float, unit: str) -> str:

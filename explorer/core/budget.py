@@ -315,8 +315,8 @@ class _RunShape:
         dec_f = C_MIX * self.components * large(self.components) if self.prior == "mixture" else \
             C_FUNNEL * (self.prior == "funnel")
         dec_t = TAU_COMP * self.components
-        if self.mlp_decoder:
-            dec_f += C_MLP * sum(self.hidden) * large(max(self.hidden))
+        if self.mlp_decoder:  # its hidden units, and its outputs (an image decoder's 64 logits)
+            dec_f += C_MLP * (sum(self.hidden) + self.x_dim) * large(max(self.hidden))
             dec_t += 3 * TAU_MAC * mlp_macs(self.z_dim, self.hidden, self.x_dim)
         base = C_BASE_LARGE if large(1) < 1 else C_BASE
         return base + enc_f + dec_f, enc_t + dec_t
@@ -375,9 +375,21 @@ def _shapes(config: Config) -> list[_RunShape]:
             min(train.batch_size, config.problem.n_data),
             f"runs[{i}].batch_size" if run.batch_size is not None else "train.batch_size",
             train.encoder, tuple(train.hidden), f"runs[{i}].hidden" if run.hidden is not None else "train.hidden",
-            problem.x_dim, problem.z_dim, config.problem.decoder == "mlp", config.problem.learn_decoder,
-            prior, components))
+            problem.x_dim, problem.z_dim, config.problem.decoder == "mlp" or problem.image_shape is not None,
+            config.problem.learn_decoder, prior, components))  # an image problem's decoder is an MLP
     return out
+
+
+HELDOUT_NODES = 120_000  # nodes of one image's integration that the held-out evaluation keeps (heldout.py)
+
+
+def _heldout_part(s: _RunShape) -> Part:
+    """An image problem's held-out evaluation (core/heldout.py): one chunk of decoder evaluations at a time,
+    and one image's cubature nodes with their memo (its slices are bounded by the job, not by a key)."""
+    from .heldout import CHUNK
+
+    mem = F32 * CHUNK * (C_GRID + C_GRID_MLP * (max(s.hidden) + s.x_dim)) + F64 * HELDOUT_NODES * 16
+    return Part("the held-out evaluation", mem, 0.0, ((s.hidden_key, list(s.hidden)),), "one image's cubature")
 
 
 # --------------------------------------------------------------------------- the session's estimate
@@ -399,20 +411,21 @@ def probe_replicate_bytes(particles: int, floats_per_particle: float, params: in
 def probe_particle_cost(decoder: Any, encoder: Any, objective: str) -> tuple[float, float]:
     """(floats, seconds) per particle of one probe replicate, read off live modules (for the probe itself)."""
     from .models import FlowEncoder, FullGaussianEncoder
-    from .problems import FunnelFamily, MixtureFamily, MLPDecoder
+    from .problems import FunnelFamily, ImageDecoder, MixtureFamily, MLPDecoder
 
     if isinstance(encoder, FlowEncoder):
         name, width = "flow", encoder.base.in_features
     else:
         name, width = ("full-gaussian" if isinstance(encoder, FullGaussianEncoder) else "gaussian"), 64
-    mlp = isinstance(decoder, MLPDecoder)
+    mlp = isinstance(decoder, (MLPDecoder, ImageDecoder))
     hidden = tuple(layer.out_features for layer in decoder.net[:-1] if hasattr(layer, "out_features")) if mlp else ()
     prior_module = getattr(getattr(decoder, "_prior", None), "__self__", decoder)
     prior = "mixture" if isinstance(prior_module, MixtureFamily) else \
         "funnel" if isinstance(prior_module, FunnelFamily) else "normal"
     components = prior_module.logits.numel() if prior == "mixture" else 0
+    x_dim = decoder.net[-1].out_features if mlp else 2
     shape = _RunShape(0, objective, 1, 1, 1, "", name, hidden + (width,) if name == "flow" else hidden or (width,),
-                      "", 2, encoder.z_dim, mlp, True, prior, components)
+                      "", x_dim, encoder.z_dim, mlp, True, prior, components)
     floats, seconds = shape.particle()
     scale = max(encoder.z_dim, 2) / 2  # the snr sweep's gaussian problem: every per-particle tensor is d wide
     return floats * scale, seconds * scale * PROBE_TIME
@@ -506,11 +519,12 @@ def estimate_session(config: Config, device: str | None = None, budget: int | No
     steps = [_step_part(s) for s in shapes]
     views = [_view_part(s, view.grid, view.samples) for s in shapes]
     probes = [_probe_part(s, view.snr_replicates, PROBE_SHARE * budget) for s in shapes] if view.snr_every else []
+    heldout = [_heldout_part(max(shapes, key=lambda s: sum(s.hidden)))] if config.problem.name == "digits" else []
     speed = GPU_SPEEDUP if device.startswith(("cuda", "mps")) else 1.0
     units = [(name, sum(p.seconds for p in parts) / speed, max(parts, key=lambda p: p.seconds))
              for name, parts in ((STEP, steps), (VIEWS, views), (PROBE, probes)) if parts]
     fits = [_amortise_part(s) for s in shapes]
-    return Estimate((*resident, *steps, *views, *probes, *fits), tuple(units))
+    return Estimate((*resident, *steps, *views, *probes, *fits, *heldout), tuple(units))
 
 
 # --------------------------------------------------------------------------- checks, and what fits

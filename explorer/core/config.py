@@ -259,10 +259,12 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
     observation = _int(p.get("observation", 0), "problem.observation", 0)
     if observation >= n_data:
         raise ConfigError(f"problem.observation: index {show(observation)} is outside the data (n_data = {n_data})")
+    learn_decoder = _bool(p.get("learn_decoder", problem.learned_decoder_only), "problem.learn_decoder")
+    problem.check_shared(learn_decoder, n_data)  # e.g. digits: a learned decoder, at most its training images
     x_obs = p.get("x_obs")
     pc = ProblemConfig(
         name=name,
-        learn_decoder=_bool(p.get("learn_decoder", False), "problem.learn_decoder"),
+        learn_decoder=learn_decoder,
         n_data=n_data,
         observation=observation,
         x_obs=None if x_obs is None else check_x_obs(x_obs, problem.x_dim),

@@ -19,7 +19,7 @@ from typing import Any
 from .config import Config, RunConfig, check_x_obs, config_from_dict, config_to_dict, default_run_name
 from .errors import ConfigError
 from .objectives import OBJECTIVES
-from .problems import make_problem
+from .problems import PROBLEMS, make_problem
 
 MAX_GUI_RUNS = 4
 LIVE_RUN_KEYS = ("k", "m", "beta", "alpha")
@@ -128,8 +128,9 @@ def edit(config: Config, key: str, value: Any) -> Config:
             run.pop("name")
     if key == "problem.name":
         old = raw["problem"]
-        raw["problem"] = {"name": value, "learn_decoder": old["learn_decoder"], "n_data": old["n_data"],
-                          "observation": 0, "decoder": old["decoder"]}
+        raw["problem"] = {"name": value, "n_data": old["n_data"], "observation": 0, "decoder": old["decoder"]}
+        if not (value in PROBLEMS and make_problem(value).learned_decoder_only):  # digits: learned by default
+            raw["problem"]["learn_decoder"] = old["learn_decoder"]
     elif key == "train.batch_size":
         raw["train"]["batch_size"] = value
         for run in raw["runs"]:

@@ -7,7 +7,10 @@ series however long the session has run, and a live session logging tens of rows
 Gradient SNR comes from probes that run every ``view.snr_every`` steps, not at every logged row: a row
 carries the SNR columns only when a probe ran since the run's previous row, with ``snr_step`` saying at
 which step (blank cells in between, not the last probe's value repeated), and each SNR curve has one
-point per probe, at its step. The median over parameters is written beside the mean.
+point per probe, at its step. The median over parameters is written beside the mean. The held-out
+evaluation of an image problem (core/heldout.py) is such an event too, with ``test_step``; it finishes
+in the background, so its numbers reach the first row logged after it. Logging a step whose row exists
+already fills that row's blank event columns (``Session.settle`` puts the final evaluation there).
 """
 from __future__ import annotations
 
@@ -19,14 +22,18 @@ import numpy as np
 from .snapshot import METRICS
 
 SNR_METRICS = ("snr_encoder", "snr_decoder")  # mean over parameters, from a probe
+HELDOUT_FIRST = "test_log_px"  # the first of the held-out evaluation's metrics in METRICS
 
 
 def _row_columns() -> tuple[str, ...]:
-    """METRICS with ``snr_step`` before the first SNR column and each SNR median right after its mean."""
+    """METRICS with ``snr_step`` before the first SNR column, each SNR median right after its mean and
+    ``test_step`` before the held-out metrics."""
     out: list[str] = []
     for name in METRICS:
         if name == SNR_METRICS[0]:
             out.append("snr_step")
+        if name == HELDOUT_FIRST:
+            out.append("test_step")
         out.append(name)
         if name in SNR_METRICS:
             out.append(f"{name}_median")
@@ -37,6 +44,10 @@ def _row_columns() -> tuple[str, ...]:
 ROW_COLUMNS = _row_columns()
 #: the columns that a probe fills, blank on rows logged before the next probe
 PROBE_COLUMNS = tuple(c for c in ROW_COLUMNS if c.startswith("snr_"))
+#: the columns that a held-out evaluation fills, likewise
+HELDOUT_COLUMNS = tuple(c for c in ROW_COLUMNS if c.startswith("test_"))
+#: events: the column with the event's step -> the columns it fills (each logged once, at that step)
+EVENTS = {"snr_step": PROBE_COLUMNS, "test_step": HELDOUT_COLUMNS}
 
 
 class Series:
@@ -77,6 +88,7 @@ class MetricRows:
         self._name_index: dict[str, int] = {}
         self._keys = np.empty((256, 2), dtype=np.int64)  # [name index, step]
         self._values = np.empty((256, len(ROW_COLUMNS)))
+        self._last: dict[str, int] = {}  # run -> its last row
         self.n = 0
 
     def append(self, run: str, step: int, values: list[float | None]) -> None:
@@ -88,7 +100,20 @@ class MetricRows:
             self._names.append(run)
         self._keys[self.n] = (self._name_index[run], step)
         self._values[self.n] = [math.nan if v is None else v for v in values]
+        self._last[run] = self.n
         self.n += 1
+
+    def last_step_of(self, run: str) -> int | None:
+        """The step of the run's last row, or None."""
+        row = self._last.get(run)
+        return None if row is None else int(self._keys[row, 1])
+
+    def fill_last(self, run: str, values: list[float | None]) -> None:
+        """Set the known ``values`` (None: keep) in the run's last row."""
+        row = self._last[run]
+        for j, v in enumerate(values):
+            if v is not None:
+                self._values[row, j] = v
 
     def to_dicts(self) -> list[dict[str, Any]]:
         """run, step and ROW_COLUMNS, None where unknown (values are finite or absent)."""
@@ -111,31 +136,43 @@ class MetricHistory:
     def __init__(self, run_names: Iterable[str] = ()):
         self.series: dict[str, dict[str, Series]] = {name: {} for name in run_names}
         self.rows = MetricRows()
-        self._probe_logged: dict[str, float] = {}  # run → step of the last probe already in a row
+        self._logged: dict[str, dict[str, float]] = {key: {} for key in EVENTS}  # event → run → step in a row
 
     def record(self, step: int, run: str, metrics: Mapping[str, float]) -> None:
-        """Log one run's metrics at ``step`` (absent metrics are unknown). The SNR values come with the
-        step of their probe (``snr_step``); they are logged only once per probe."""
+        """Log one run's metrics at ``step`` (absent metrics are unknown). An event's values (an SNR
+        probe's, a held-out evaluation's) come with the step of their event (``snr_step``,
+        ``test_step``); they are logged only once per event. When the run's last row is at ``step``
+        already, only new events' values are logged, into that row."""
         series = self.series.setdefault(run, {})
         values = {name: metrics.get(name) for name in ROW_COLUMNS}
-        probe = values["snr_step"]
-        if probe is None or self._probe_logged.get(run) == probe:
-            values.update(dict.fromkeys(PROBE_COLUMNS))
-        else:
-            self._probe_logged[run] = probe
+        event_step: dict[str, float] = {}  # column -> the step of the event it belongs to
+        for key, columns in EVENTS.items():
+            at, logged = values[key], self._logged[key]
+            if at is None or logged.get(run) == at:
+                values.update(dict.fromkeys(columns))
+            else:
+                logged[run] = at
+                event_step.update(dict.fromkeys(columns, at))
+        again = self.rows.last_step_of(run) == step
+        if again:
+            values = {name: (v if name in event_step else None) for name, v in values.items()}
         for name, value in values.items():
-            if value is not None and name != "snr_step":
+            if value is not None and name not in EVENTS:
                 if name not in series:
                     series[name] = Series()
-                series[name].append(probe if name in PROBE_COLUMNS else step, value)
-        self.rows.append(run, step, list(values.values()))
+                series[name].append(event_step.get(name, step), value)
+        if again:
+            self.rows.fill_last(run, list(values.values()))
+        else:
+            self.rows.append(run, step, list(values.values()))
 
     def rename(self, old: str, new: str) -> None:
         """A run's name changed (its generated name follows K, M, β, α): keep its curves."""
         if old != new:
             self.series[new] = self.series.pop(old, {})
-            if old in self._probe_logged:
-                self._probe_logged[new] = self._probe_logged.pop(old)
+            for logged in self._logged.values():
+                if old in logged:
+                    logged[new] = logged.pop(old)
 
     def arrays(self, runs: Iterable[str]) -> dict[str, dict[str, np.ndarray]]:
         """run → metric → [T, 2] read-only (step, value) rows, for the runs named."""
@@ -156,6 +193,7 @@ class MetricHistory:
         out.series = {name: {metric: Series(r) for metric, r in hist.items()} for name, hist in history.items()}
         out.rows = MetricRows.from_dicts(rows)
         for row in out.rows.to_dicts():
-            if row["snr_step"] is not None:
-                out._probe_logged[row["run"]] = row["snr_step"]
+            for key, logged in out._logged.items():
+                if row[key] is not None:
+                    logged[row["run"]] = row[key]
         return out

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from .digits import IMAGE_SHAPE, N_IMAGES, PIXELS, DigitsSplit, load_split
 from .errors import ConfigError, show
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -223,6 +224,63 @@ class MLPDecoder(GaussianLikDecoder):
         return self.log_sigma
 
 
+# --------------------------------------------------------------------------- image likelihoods
+LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
+_SMALL_LOGIT = 1e-3  # below this |l| the continuous Bernoulli's closed forms are replaced by their series
+
+
+def _cb_log_norm(logits: Tensor) -> Tensor:
+    """log C(λ) of the continuous Bernoulli with λ = σ(l) (Loaiza-Ganem & Cunningham 2019, eq. 7):
+    C = 2 artanh(1 − 2λ) / (1 − 2λ) = l / tanh(l/2), → 2 at l = 0 (series: log 2 + l²/12)."""
+    small = logits.abs() < _SMALL_LOGIT
+    safe = torch.where(small, torch.ones_like(logits), logits)  # no 0/0 in the branch where() discards
+    exact = torch.log(safe.abs()) - torch.log(torch.tanh(0.5 * safe).abs())
+    return torch.where(small, math.log(2.0) + logits**2 / 12.0, exact)
+
+
+def _cb_mean(logits: Tensor) -> Tensor:
+    """E[x] of the continuous Bernoulli: σ(l)/tanh(l/2) − 1/l, → 1/2 + l/12 near l = 0."""
+    small = logits.abs() < _SMALL_LOGIT
+    safe = torch.where(small, torch.ones_like(logits), logits)
+    return torch.where(small, 0.5 + logits / 12.0, torch.sigmoid(safe) / torch.tanh(0.5 * safe) - 1.0 / safe)
+
+
+class ImageDecoder(Decoder):
+    """p(z) = N(0, I); pixels independent given z through an MLP's logits l = MLP_θ(z), each
+    ``bernoulli``: x ∈ {0, 1} ~ Bernoulli(σ(l)); ``continuous-bernoulli``: x ∈ [0, 1] with density
+    C(σ(l)) σ(l)^x (1 − σ(l))^(1−x); ``gaussian``: x ~ N(σ(l), s²) with one learned s."""
+
+    def __init__(self, z_dim: int, x_dim: int, hidden: list[int], likelihood: str):
+        super().__init__()
+        self.likelihood = likelihood
+        self.net = mlp(z_dim, hidden, x_dim)
+        if likelihood == "gaussian":
+            self.log_sigma = _param(math.log(0.25))
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        return std_normal_log_prob(z)
+
+    def log_lik(self, x: Tensor, z: Tensor) -> Tensor:
+        logits = self.net(z)
+        if self.likelihood == "gaussian":
+            return log_normal(x, torch.sigmoid(logits), self.log_sigma).sum(-1)
+        log_p = x * logits - torch.nn.functional.softplus(logits)  # x log σ(l) + (1 − x) log(1 − σ(l))
+        if self.likelihood == "continuous-bernoulli":
+            log_p = log_p + _cb_log_norm(logits)
+        return log_p.sum(-1)
+
+    def mean_image(self, z: Tensor) -> Tensor:
+        """E[x|z]: the decoder's mean image at each z ([..., x_dim], values in [0, 1])."""
+        logits = self.net(z)
+        return _cb_mean(logits) if self.likelihood == "continuous-bernoulli" else torch.sigmoid(logits)
+
+    def sample_x(self, z: Tensor, generator: torch.Generator) -> Tensor:
+        mean = self.mean_image(z)
+        if self.likelihood == "bernoulli":
+            return torch.bernoulli(mean, generator=generator)
+        raise NotImplementedError(f"sampling x from the {self.likelihood} likelihood is not needed here")
+
+
 def mlp(n_in: int, hidden: list[int], n_out: int, act: type[nn.Module] = nn.SiLU) -> nn.Sequential:
     layers: list[nn.Module] = []
     width = n_in
@@ -245,9 +303,10 @@ MAX_COMPONENTS = 10_000  # mixture weights (memory is the budget's business: bud
 class OptionSpec:
     default: Any
     help: str
-    kind: str = "float"  # float | int | floats
+    kind: str = "float"  # float | int | floats | choice
     lo: float = -LOCATION
     hi: float = LOCATION
+    choices: tuple[str, ...] = ()  # the allowed values of a choice
 
 
 def _number(v: Any, key: str, lo: float, hi: float) -> float:
@@ -269,6 +328,10 @@ def check_option(key: str, spec: OptionSpec, v: Any) -> Any:
     """A problem option validated against its spec: type, finiteness and range (length is the builder's)."""
     if v is None and spec.default is None:
         return None
+    if spec.kind == "choice":
+        if not isinstance(v, str) or v not in spec.choices:
+            raise ConfigError(f"problem.{key}: unknown value {show(v)} (choose from {', '.join(spec.choices)})")
+        return v
     if spec.kind == "int":
         if isinstance(v, bool) or not isinstance(v, int) or not spec.lo <= v <= spec.hi:
             raise ConfigError(f"problem.{key}: must be an integer in {spec.lo:g}..{spec.hi:g}, got {show(v)}")
@@ -302,6 +365,16 @@ class Problem:
     x0: list[float]
     make_family: Callable[[bool], Decoder]  # make_family(at_truth) -> decoder at θ* or at its init
     options: dict[str, Any] = field(default_factory=dict)
+    image_shape: tuple[int, int] | None = None  # x is an image of this many rows × columns (views draw it so)
+    learned_decoder_only: bool = False  # no θ* to freeze: learn_decoder must be true (and is by default)
+
+    def check_shared(self, learn_decoder: bool, n_data: int) -> None:
+        """This problem's limits on the shared [problem] keys (a ConfigError naming the key)."""
+
+    def heldout(self) -> tuple[Tensor, int] | None:
+        """Held-out data to evaluate the runs on, and the steps between evaluations (0: only at the end);
+        None where there are none (a toy's data come from the model itself)."""
+        return None
 
     def true_decoder(self) -> Decoder:
         return self.make_family(True)
@@ -333,6 +406,47 @@ class Problem:
         eps = torch.randn(n, self.z_dim, generator=generator)
         with torch.no_grad():
             return self.true_decoder().prior_from_noise(eps, generator)
+
+
+class DigitsProblem(Problem):
+    """scikit-learn's 8 × 8 handwritten digits (core/digits.py): the data are real images, so there is no
+    true decoder θ*; the model is an :class:`ImageDecoder` that must be learned. The data set is the
+    training split; ``heldout()`` gives the test split's first ``eval_images`` images, the fixed subset
+    that the held-out evaluation integrates."""
+
+    def check_shared(self, learn_decoder: bool, n_data: int) -> None:
+        if not learn_decoder:
+            raise ConfigError("problem.learn_decoder: the digits problem has no true decoder to freeze "
+                              "(its data are real images): set learn_decoder = true")
+        n_train = len(self._split().train)
+        if n_data > n_train:
+            raise ConfigError(f"problem.n_data: the digits' training split has {n_train} images "
+                              f"(test_images = {self.options['test_images']}), got n_data = {n_data}")
+
+    def _split(self) -> DigitsSplit:
+        o = self.options
+        return load_split(o["pixels"], o["split_seed"], o["test_images"])
+
+    def true_decoder(self) -> Decoder:
+        raise ConfigError("problem.learn_decoder: the digits problem has no true decoder (θ*)")
+
+    def decoder(self, kind: str = "param", learn: bool = False, hidden: list[int] | None = None) -> Decoder:
+        """The learned image decoder (``kind`` param and mlp alike: the problem's family is the MLP)."""
+        self.check_shared(learn, 0)
+        return ImageDecoder(self.z_dim, self.x_dim, hidden or [64, 64], self.options["likelihood"])
+
+    def sample_data(self, n: int, generator: torch.Generator) -> Tensor:
+        """The first n training images (the split is fixed by ``split_seed``, not by the session's seed)."""
+        self.check_shared(True, n)
+        return torch.from_numpy(self._split().train[:n].copy())
+
+    def heldout(self) -> tuple[Tensor, int]:
+        """The first ``eval_images`` test images [n, 64] (a fixed subset), and ``eval_every``."""
+        o = self.options
+        return torch.from_numpy(self._split().test[: o["eval_images"]].copy()), o["eval_every"]
+
+    def sample_prior(self, n: int, generator: torch.Generator) -> Tensor:
+        return torch.randn(n, self.z_dim, generator=generator)
 
 def _floats(v: list[float], n: int | None, key: str) -> list[float]:
     """A checked list of numbers (check_option) of length n."""
@@ -413,6 +527,22 @@ def _mixture(o: dict[str, Any]) -> Problem:
     )
 
 
+def _digits(o: dict[str, Any]) -> Problem:
+    if o["likelihood"] == "bernoulli" and o["pixels"] != "binary":
+        raise ConfigError("problem.likelihood: 'bernoulli' is a distribution over binary pixels "
+                          "(pixels = 'binary'); for scaled pixels choose continuous-bernoulli or gaussian")
+    if o["eval_images"] > o["test_images"]:
+        raise ConfigError(f"problem.eval_images: at most test_images = {o['test_images']}, got {o['eval_images']}")
+    split = load_split(o["pixels"], o["split_seed"], o["test_images"])
+    likelihood = o["likelihood"]
+    return DigitsProblem(
+        "digits", f"8 × 8 handwritten digits ({o['pixels']} pixels), x|z through a learned MLP ({likelihood})",
+        split.train.shape[1], 2, (-4.0, 4.0, -4.0, 4.0), split.train[0].tolist(),
+        lambda truth: ImageDecoder(2, split.train.shape[1], [64, 64], likelihood), o,
+        image_shape=IMAGE_SHAPE, learned_decoder_only=True,
+    )
+
+
 # name -> (builder, option specs). Option defaults are chosen to make the picture clear.
 PROBLEMS: dict[str, tuple[Callable[[dict[str, Any]], Problem], dict[str, OptionSpec]]] = {
     "gaussian": (_gaussian, {
@@ -444,6 +574,16 @@ PROBLEMS: dict[str, tuple[Callable[[dict[str, Any]], Problem], dict[str, OptionS
         "comp_std": OptionSpec(0.4, "std of each prior component", "float", *SCALE),
         "s": OptionSpec(2.5, "likelihood noise s (large: the posterior keeps the prior's modes)", "float", *SCALE),
         "x0": OptionSpec([0.3, 0.6], "showcase observation, data[0]", "floats"),
+    }),
+    "digits": (_digits, {
+        "pixels": OptionSpec("binary", "binary (ink ≥ 8 of 16) or scaled to [0, 1]", "choice", choices=PIXELS),
+        "likelihood": OptionSpec("bernoulli", "pixel likelihood given z", "choice", choices=LIKELIHOODS),
+        "split_seed": OptionSpec(0, "seed of the fixed train/test split", "int", 0, 2**31 - 1),
+        "test_images": OptionSpec(297, "images held out as the test split (the rest are the data)", "int",
+                                  1, N_IMAGES - 1),
+        "eval_images": OptionSpec(100, "test images (the split's first) in the held-out evaluation", "int",
+                                  1, N_IMAGES - 1),
+        "eval_every": OptionSpec(250, "steps between held-out evaluations (0: only at the end)", "int", 0, 10**9),
     }),
 }
 

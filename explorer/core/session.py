@@ -32,6 +32,7 @@ from .budget import check_session
 from .cadence import probe_period
 from .config import Config, ConfigError, RunConfig, TrainConfig, config_from_dict, config_to_dict
 from .diagnostics import ParameterReplicates, choose_parameters, default_encoder_parameter, gradient_snr, snr_floor
+from .heldout import HELDOUT_METRICS, HeldOutEvaluation
 from .history import ROW_COLUMNS, MetricHistory
 from .models import Encoder, make_encoder
 from .objectives import OBJECTIVES, compute_losses, draw
@@ -46,7 +47,7 @@ from .seeding import Seeder, derive
 from .session_state import check_session_state
 from .snapshot import METRICS, GradientSample, RunView, Snapshot
 from .threads import ensure_default_threads
-from .views import Viewer, box_centres
+from .views import MANIFOLD_BOX, Viewer, box_centres
 
 
 REPR_WIDTH = 1200  # pixels of the figure Jupyter shows inline
@@ -117,6 +118,7 @@ class _Run:
     diverged_step: int | None = None
     diverged_reason: str = ""
     snr: dict[str, float] = field(default_factory=dict)
+    heldout: dict[str, float] = field(default_factory=dict)  # the last held-out evaluation's numbers (heldout.py)
     last_view: RunView | None = None
     chosen: dict[str, tuple[int, str]] = field(default_factory=dict)  # the histograms' parameters (probe indices)
     gradients: tuple[GradientSample, ...] = ()  # the last probe's replicates of them
@@ -165,6 +167,9 @@ class Session:
         self._version = 0  # bumped by anything that changes the view without a step
         self._decorations = 0  # of those bumps, the ones only a q* fit made (the raw views stay as they are)
         self._seeder = Seeder(config.seed, self.device)
+        heldout = self.problem.heldout()  # image problems: test images, evaluated every N steps in the background
+        self._heldout_x = heldout[0].to(self.device) if heldout is not None else None
+        self._heldout_every = heldout[1] if heldout is not None else 0
         self.probe_every = probe_period(config)  # steps between SNR probes (core/cadence.py; 0: none)
         if self.probe_every:
             self._probe_snr(self._batch())
@@ -340,6 +345,8 @@ class Session:
             every = self.probe_every
             if every and self.step_count % every == 0:
                 self._probe_snr(batch)
+            if self._heldout_every and self.step_count % self._heldout_every == 0:
+                self._queue_heldout()
             if self.step_count % self.config.view.log_every == 0:
                 self._record_metrics()
             if progress is not None:
@@ -459,6 +466,8 @@ class Session:
             snr_floor=snr_floor(self.config.view.snr_replicates), snr_every=self.probe_every, warnings=tuple(warnings),
             show_gradients=self.config.view.gradients, show_arrows=self.config.view.arrows,
             x_obs=self._x_obs[0].cpu().numpy().astype(np.float32),
+            image_shape=self.problem.image_shape,
+            manifold_box=MANIFOLD_BOX if self.problem.image_shape is not None else None,
         )
         self._view_cache = (key[0], key[1], snap)
         return snap
@@ -500,6 +509,34 @@ class Session:
         self._job_warning = f"{getattr(job, 'name', 'a background job')} failed: {error.__class__.__name__}: {error}"
         self._version += 1
 
+    def _queue_heldout(self) -> None:
+        """Queue the held-out evaluation of this step, unless one is still on its way (then the curve gets
+        its next point from that one, and the next is queued at the first due step after it)."""
+        if self._heldout_x is None or any(isinstance(j, HeldOutEvaluation) for j in self._jobs):
+            return
+        self._jobs.append(HeldOutEvaluation(self.step_count, self.runs, self._heldout_x, self.problem.box,
+                                            self.config.seed, self._heldout_done))
+
+    def _heldout_done(self, step: int, results: list[dict[str, float]]) -> None:
+        for run, numbers in zip(self.runs, results):
+            run.heldout = numbers
+
+    def settle(self) -> None:
+        """Finish the background work now, with the held-out evaluation of the current step (an older one
+        still waiting is dropped), and log its numbers on the current step's metrics row: what a headless
+        run does before it reports (``summary`` calls it). Blocks for as long as that takes."""
+        if self._heldout_x is not None:
+            self._jobs[:] = [j for j in self._jobs if not isinstance(j, HeldOutEvaluation) or j.step == self.step_count]
+            if not self.runs[0].heldout.get("test_step") == self.step_count:
+                self._queue_heldout()
+        while self._jobs:
+            try:
+                self.background_work(60.0)
+            except Exception as e:  # noqa: BLE001 — named in the warnings, as when the Player runs it
+                self.background_failed(e)
+        if self._heldout_x is not None and self.runs[0].heldout.get("test_step") == self.step_count:
+            self._record_metrics()  # the current step's row gains the held-out columns (history.record)
+
     # ------------------------------------------------------------------ pictures
     def render(self, path: str | os.PathLike | None = None, *, width: int | None = None, style: str = "normal",
                panel: str | None = None) -> bytes | None:
@@ -529,8 +566,14 @@ class Session:
 
     def final_metrics(self, run: int) -> dict[str, Any]:
         view = self.snapshot().runs[run]
-        out: dict[str, Any] = {name: view.metrics.get(name) for name in METRICS}
+        # the held-out evaluation's numbers only where there are held-out data (image problems)
+        held_out = self._heldout_x is not None
+        out: dict[str, Any] = {name: view.metrics.get(name) for name in METRICS
+                               if held_out or name not in HELDOUT_METRICS}
         out["approximate"] = view.approximate
+        if held_out:
+            for name in ("test_step", "test_images"):
+                out[name] = int(view.metrics[name]) if name in view.metrics else None
         out["diverged"] = self.runs[run].diverged_step is not None
         out["diverged_step"] = self.runs[run].diverged_step
         out["modes"] = [{"center": list(md.center), "p_mass": md.p_mass, "q_mass": md.q_mass} for md in view.modes]
@@ -540,8 +583,9 @@ class Session:
     def summary(self, wall_s: float | None = None) -> dict[str, Any]:
         """The summary.json contract of design.md. ``observation`` says which x is shown: its index in the
         data, or null for a free point (``x_obs`` of each run is the point either way). Waiting background
-        work (the q* fits of the gaps) is finished first."""
-        self.finish_background()
+        work (the q* fits of the gaps; an image problem's held-out evaluation, of the final step) is finished
+        first (``settle``)."""
+        self.settle()
         wall = self._train_seconds if wall_s is None else wall_s
         x_obs = self._x_obs[0].cpu().tolist()
         return {

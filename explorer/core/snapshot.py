@@ -53,6 +53,14 @@ METRICS = (
     "amortisation_gap_k_err",
     "snr_encoder_param",  # |mean|/sd of the one encoder parameter the gradient histograms show (last probe)
     "snr_decoder_param",  # same for the decoder parameter (absent when θ is frozen)
+    # the held-out evaluation of an image problem (core/heldout.py): averages over its fixed test images,
+    # at the step in metrics.csv's test_step (summary.json's final: the last step)
+    "test_log_px",  # exact log p_θ(x) by cubature, averaged; its error estimate is test_log_px_err
+    "test_kl_qp",  # exact KL(q‖p(z|x)), averaged; ± test_kl_qp_err
+    "test_elbo",  # MC ELBO with the run's K, averaged
+    "test_bound",  # MC L_K with the run's K (and M), averaged
+    "test_log_px_err",
+    "test_kl_qp_err",
 )
 
 
@@ -115,6 +123,10 @@ class RunView:
     arrow_sum: np.ndarray | None = None
     arrow_origin: np.ndarray | None = None
     arrows_wrt: str = ""
+    # image problems (Snapshot.image_shape set): the decoder's mean image E[x|z] at q's mean for x_obs
+    # ([x_dim]), and over the manifold grid ([n, n, x_dim], indexed [i₁, i₂] over Snapshot.manifold_box)
+    reconstruction: np.ndarray | None = None
+    manifold: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +154,8 @@ class Snapshot:
     x_obs: np.ndarray | None = None  # [x_dim] the shown observation (default: data[observation])
     show_gradients: bool = False  # view.gradients: the gradient histograms panel
     show_arrows: bool = False  # view.arrows: the per-particle gradient arrows on the posterior panels
+    image_shape: tuple[int, int] | None = None  # x is an image of rows × columns (row-major): draw it so
+    manifold_box: tuple[float, float, float, float] | None = None  # the z region of RunView.manifold
 
     def __post_init__(self) -> None:
         if self.x_obs is None and self.observation is not None:

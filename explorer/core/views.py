@@ -31,6 +31,8 @@ from .snapshot import ModeView, RunView
 CORE_DEPTH = 10.0  # nats: the part of p(z|x) the suggested view shows (its contours are 0.5–4.5 nats down)
 Q_VIEW_C, Q_GRID_C = 3.0, 4.0  # q's part of the view: the image of ε ∈ [−3, 3]²; q's grid: of [−4, 4]²
 BOUNDARY = 64  # points per side of those squares
+MANIFOLD_N = 15  # image problems: the decoded manifold's mean images per side, over MANIFOLD_BOX
+MANIFOLD_BOX = (-3.0, 3.0, -3.0, 3.0)  # ±3 prior standard deviations
 POSTERIORS_KEPT = 32  # frozen-decoder posteriors cached (most recently shown x first): a drag visits many x
 
 
@@ -176,6 +178,7 @@ class Viewer:
         rim_z = _numpy(z_all[self.samples : self.samples + 8 * BOUNDARY, 0])
         z_gh, log_q_gh = z_all[self.samples + 8 * BOUNDARY :], log_q_all[self.samples + 8 * BOUNDARY :]
         log_q_gh, f_gh = _numpy(log_q_gh)[:, 0], _numpy(decoder.log_joint(x_obs, z_gh))[:, 0]
+        images = self._images(decoder, z_gh) if self.problem.image_shape is not None else {}
         f_eps = float(torch.finfo(dtype).eps)
 
         def q_map(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -227,6 +230,7 @@ class Viewer:
             log_post, post_box = pv.log_post, post.box
             view_box = pad(hull(pv.core, q_view), 0.05)
         metrics.update({name: v for name, v in run.snr.items() if isinstance(v, float)})
+        metrics.update(run.heldout)
         metrics = {name: v for name, v in metrics.items() if math.isfinite(v)}
         if "error" in run.snr:
             warnings.append(f"SNR probe skipped: {run.snr['error']}")
@@ -242,10 +246,21 @@ class Viewer:
             weights=normalised_weights(log_w)[0, :, 0].cpu().numpy().astype(np.float64),
             log_post=log_post, log_q=log_q.astype(np.float32), metrics=metrics, modes=modes,
             diverged_step=run.diverged_step, warnings=tuple(warnings),
-            post_box=post_box, q_box=q_box, view_box=view_box, approximate=reason,
+            post_box=post_box, q_box=q_box, view_box=view_box, approximate=reason, **images,
             **_arrow_fields(shares),
         )
         return _finite_or_last(run, view)
+
+    def _images(self, decoder: Decoder, z_gh: Tensor) -> dict[str, np.ndarray]:
+        """The decoder's mean image at q's mean (E_q[z] by the 20 × 20 Gauss–Hermite rule in noise space,
+        the first nodes of ``z_gh``) and over the manifold grid."""
+        weights = torch.as_tensor(exact.GH_FINE[1], dtype=z_gh.dtype, device=z_gh.device)
+        q_mean = weights @ z_gh[: len(weights), 0]
+        grid = make_grid(MANIFOLD_BOX, MANIFOLD_N, dtype=z_gh.dtype, device=self.device)
+        mean_image = decoder.mean_image  # type: ignore[attr-defined] (image problems' decoders have it)
+        recon = mean_image(q_mean[None]).cpu().numpy()[0].astype(np.float32)
+        manifold = mean_image(grid.points).cpu().numpy().reshape(MANIFOLD_N, MANIFOLD_N, -1).astype(np.float32)
+        return {"reconstruction": np.nan_to_num(recon), "manifold": np.nan_to_num(manifold)}
 
 
 def _arrow_fields(shares: Any) -> dict[str, Any]:

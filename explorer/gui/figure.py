@@ -32,10 +32,11 @@ from PySide6.QtWidgets import QApplication, QGraphicsItem, QSizePolicy
 from explorer.core.snapshot import Snapshot
 
 from . import export, layout, theme
-from .panels import CurvesPanel, DataPanel, GradientsPanel, PosteriorPanel, WeightsPanel
+from .panels import (CurvesPanel, DataPanel, GradientsPanel, ManifoldPanel, PosteriorPanel, ReconstructionPanel,
+                     ThumbnailsPanel, WeightsPanel)
 from .theme import Style
 
-CURVE_KINDS = ("snr", "bounds", "kl", "ess")
+CURVE_KINDS = ("snr", "bounds", "kl", "ess", "heldout")  # heldout: image problems only
 GRADIENTS_SHARE = 0.22  # of the figure's height, for the gradient histograms' row when it shows
 CURVE_TAB_WORDS = {"data": "data", "snr": "SNR", "bounds": "bounds", "weights": "weights", "kl": "KL", "ess": "ESS"}
 # Items that change rarely are drawn from a pixmap of their last rendering (Qt's device-coordinate cache):
@@ -65,7 +66,8 @@ class Figure(pg.GraphicsLayoutWidget):
         self._key_width: tuple[str, float, float] | None = None
         self._legend_names: list[str] = []
         self.posteriors: list[PosteriorPanel] = []
-        self.data_panel: DataPanel | None = None
+        self.data_panel: DataPanel | ThumbnailsPanel | None = None
+        self.image_panels: list = []  # image problems: reconstructions, manifold (panels/images.py)
         self.curves: dict[str, CurvesPanel] = {}
         self.weights: WeightsPanel | None = None
         self.gradients: GradientsPanel | None = None  # with view.gradients: a row of histograms at the bottom
@@ -107,9 +109,9 @@ class Figure(pg.GraphicsLayoutWidget):
         data = np.asarray(snapshot.data)
         x_dim = int(data.shape[1]) if data.ndim == 2 else 1
         key = (len(snapshot.runs), snapshot.problem, x_dim, tuple(float(b) for b in snapshot.box),
-               snapshot.show_gradients)
+               snapshot.show_gradients, snapshot.image_shape)
         if key != self._key:
-            self._build(len(snapshot.runs), x_dim, snapshot.box)
+            self._build(len(snapshot.runs), x_dim, snapshot.box, snapshot.image_shape is not None)
             if snapshot.show_gradients:
                 self._add_gradients(len(snapshot.runs))
             self._key = key
@@ -161,6 +163,7 @@ class Figure(pg.GraphicsLayoutWidget):
         out: list = list(self.posteriors)
         if self.data_panel is not None:
             out.append(self.data_panel)
+        out += self.image_panels
         out += [self.curves[k] for k in CURVE_KINDS if k in self.curves]
         if self.weights is not None:
             out.append(self.weights)
@@ -214,9 +217,11 @@ class Figure(pg.GraphicsLayoutWidget):
     def _teardown(self) -> None:
         if self.data_panel is not None:
             self.data_panel.observation_clicked.disconnect(self.observation_clicked)
-            self.data_panel.observation_moved.disconnect(self.observation_moved)
+            if hasattr(self.data_panel, "observation_moved"):
+                self.data_panel.observation_moved.disconnect(self.observation_moved)
         self.ci.clear()
         self.posteriors, self.data_panel, self.curves, self.weights, self.gradients = [], None, {}, None, None
+        self.image_panels = []
         self._hovered = None
         self.caption = self.key = self.legend = self.colorbar = None
         self._top = self._below = None
@@ -227,7 +232,7 @@ class Figure(pg.GraphicsLayoutWidget):
         self._caption_html = ""
         self._key_text = None
 
-    def _build(self, n_runs: int, x_dim: int, box: tuple[float, float, float, float]) -> None:
+    def _build(self, n_runs: int, x_dim: int, box: tuple[float, float, float, float], images: bool = False) -> None:
         """Make the panels for ``n_runs`` runs and the chrome around them, then place them for the figure's
         size (:meth:`_place`; the arithmetic is :func:`explorer.gui.layout.plan`)."""
         self._teardown()
@@ -241,10 +246,15 @@ class Figure(pg.GraphicsLayoutWidget):
         self.key = theme.TextLabel(justify="right")
         head.addItem(self.key, row=0, col=1)
 
-        self.data_panel = DataPanel(x_dim, style)
+        if images:  # the data are images: thumbnails, reconstructions, the decoded manifold, held-out curves
+            self.data_panel = ThumbnailsPanel(style)
+            self.image_panels = [ReconstructionPanel(n_runs, style), ManifoldPanel(n_runs, style, self._weight_brushes)]
+        else:
+            self.data_panel = DataPanel(x_dim, style)
         self.data_panel.observation_clicked.connect(self.observation_clicked)
-        self.data_panel.observation_moved.connect(self.observation_moved)
-        for kind in CURVE_KINDS:
+        if hasattr(self.data_panel, "observation_moved"):  # the x-pad; image data are picked, not dragged
+            self.data_panel.observation_moved.connect(self.observation_moved)
+        for kind in CURVE_KINDS if images else CURVE_KINDS[:-1]:
             self.curves[kind] = CurvesPanel(kind, n_runs, style)
         self.weights = WeightsPanel(n_runs, style)
         for i in range(n_runs):
@@ -350,7 +360,7 @@ class Figure(pg.GraphicsLayoutWidget):
             top.addItem(panel.plot, 0, plan.per_row + 1 + j, plan.rows, 1)
             top.setColumnStretchFactor(plan.per_row + 1 + j, 10)
         self.ci.layout.setRowFixedHeight(1, plan.top_h)
-        for row_layout, names in zip(self._curve_rows, plan.curve_groups):
+        for row_layout, names in zip(self._curve_rows, self._curve_groups()):
             grid = row_layout.layout
             _empty(grid)
             for col, name in enumerate(names):
@@ -359,6 +369,17 @@ class Figure(pg.GraphicsLayoutWidget):
                 grid.addItem(panel.plot, 0, col)
                 grid.setColumnStretchFactor(col, 1)
         self._show_curve_rows()
+
+    def _curve_groups(self) -> tuple[tuple[str, ...], ...]:
+        """The plan's two rows of panels below the posteriors; for image data the reconstructions, the
+        manifold and the held-out curves join them after the data panel (the rows split evenly)."""
+        groups = self._plan.curve_groups
+        if not self.image_panels:
+            return groups
+        below = [name for group in groups for name in group]
+        below[1:1] = [*(p.name for p in self.image_panels), "heldout"]
+        split = math.ceil(len(below) / 2)
+        return tuple(below[:split]), tuple(below[split:])
 
     @property
     def curves_folded(self) -> bool:
@@ -383,7 +404,7 @@ class Figure(pg.GraphicsLayoutWidget):
 
     def _set_tab_text(self) -> None:
         """The two tabs of folded curves, the shown one in bold; hidden while both rows show."""
-        for i, (tab, names) in enumerate(zip(self.curve_tabs, self._plan.curve_groups)):
+        for i, (tab, names) in enumerate(zip(self.curve_tabs, self._curve_groups())):
             tab.setVisible(self.curves_folded)
             words = "/".join(CURVE_TAB_WORDS.get(n, n) for n in names)  # short: the run legend shares the row
             size = self._style.pt_str(theme.BASE_FONT_PT)
@@ -611,12 +632,18 @@ class Figure(pg.GraphicsLayoutWidget):
         super().mouseReleaseEvent(event)
         self._accept_data_panel_click(event)
 
+    def _clickable(self) -> list:
+        """The panels a left click does something in: the data panel (it picks x_obs), the manifold."""
+        if self.data_panel is None:
+            return []
+        return [self.data_panel, *(p for p in self.image_panels if hasattr(p, "handle_click"))]
+
     def _accept_data_panel_click(self, event) -> None:
-        """A left click on the data panel is ours (it picks x_obs), even where no item took it."""
-        if self.data_panel is None or event.button() != Qt.MouseButton.LeftButton:
+        """A left click on the data panel (or the manifold) is ours, even where no item took it."""
+        if event.button() != Qt.MouseButton.LeftButton:
             return
         scene_pos = self.mapToScene(event.position().toPoint())
-        if self.data_panel.plot.getViewBox().sceneBoundingRect().contains(scene_pos):
+        if any(p.plot.getViewBox().sceneBoundingRect().contains(scene_pos) for p in self._clickable()):
             event.accept()
 
     def _on_mouse_moved(self, args) -> None:
@@ -649,8 +676,10 @@ class Figure(pg.GraphicsLayoutWidget):
                 self.show_curve_row(i)
                 event.accept()
                 return
-        if self.data_panel.handle_click(event.scenePos()):
-            event.accept()
+        for panel in self._clickable():
+            if panel.handle_click(event.scenePos()):
+                event.accept()
+                return
 
 
 def view_box(panel) -> pg.ViewBox | None:

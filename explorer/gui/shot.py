@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from explorer.core.config import Config
 from explorer.core.errors import ConfigError
@@ -132,7 +132,9 @@ def render_shot(config: Config, steps: int, out: str | os.PathLike, width: int |
             record_gif(session, figure, out, frames=frames, every=every, width=width, panel=panel,
                        on_frame=lambda i, _snapshot: progress(i + 1))
         else:
-            session.step(steps, progress=lambda done, _n: progress(done))
+            # background work (held-out evaluations, fits) is done as it is queued, as if paused
+            session.step(steps, progress=lambda done, _n: (_drain(session), progress(done)))
+            session.settle()  # and the last step's, logged on its row (what a headless run reports)
             _show(app, figure, session.snapshot())
             if suffix == ".png":
                 if width is None:  # the style's width; one panel alone at 60 % of it
@@ -147,6 +149,15 @@ def render_shot(config: Config, steps: int, out: str | os.PathLike, width: int |
         figure.deleteLater()
         app.processEvents()
     return 0
+
+
+def _drain(session: Any) -> None:
+    """Finish the session's waiting background jobs (a failing one is dropped and named in the warnings)."""
+    while session.background_pending():
+        try:
+            session.background_work(1.0)
+        except Exception as e:  # noqa: BLE001 — shown in the snapshot's warnings, as the Player does
+            session.background_failed(e)
 
 
 STYLES = ("normal", "talk")

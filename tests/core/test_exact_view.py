@@ -31,7 +31,7 @@ def _fake_run(problem, encoder, theta=()):
     return SimpleNamespace(
         index=0, theta=list(theta), decoder=problem.decoder(), encoder=encoder, m=1,
         cfg=SimpleNamespace(k=8, name="q", objective="vae", beta=1.0, alpha=0.0),
-        train=SimpleNamespace(encoder="linear", lr=1e-3), snr={}, diverged_step=None, diverged_reason="",
+        train=SimpleNamespace(encoder="linear", lr=1e-3), snr={}, heldout={}, diverged_step=None, diverged_reason="",
         last_view=None)
 
 

@@ -28,7 +28,13 @@ CURVE_KINDS: dict[str, tuple[str, str, bool, list[tuple[str, Qt.PenStyle, str]]]
            [("kl_qp", SOLID, "KL(q‖p)"), ("kl_pq", DASHED, "KL(p‖q)"),
             ("amortisation_gap", DOTTED, "amortisation gap of KL(q‖p)")]),
     "ess": ("ESS / K", "ESS / K", False, [("ess_frac", SOLID, "ESS/K")]),
+    # image problems: the held-out evaluation (core/heldout.py), averages over the fixed test images
+    "heldout": ("held-out test images, mean", "nats", False,
+                [("test_bound", SOLID, "MC L_K"), ("test_elbo", DASHED, "MC ELBO"),
+                 ("test_log_px", DOTTED, "exact log p(x)")]),
 }
+#: per panel, the curves that run off the bottom rather than flatten the rest (an IWAE's ELBO, MC or exact)
+UNFRAMED = {"bounds": ("elbo", "elbo_exact"), "heldout": ("test_elbo",)}
 _STYLE_WORD = {SOLID: "solid", DASHED: "dashed", DOTTED: "dotted", DASHDOT: "dash-dot"}
 #: the exact ELBO's error band is drawn where the error is at least this fraction of the plot's height
 BAND_VISIBLE = 0.004
@@ -337,9 +343,9 @@ class CurvesPanel(Panel):
     def _set_y_range(self) -> None:
         self._y_dirty = False
         # the bounds panel frames L_K and log p(x): an IWAE's ELBO (MC or exact) can sit 1000 nats below
-        # them and would flatten both; it runs off the bottom instead
+        # them and would flatten both; it runs off the bottom instead (likewise the held-out MC ELBO)
         visible = [v for key, v in self._y_values.items() if len(v) and self._shown(key)
-                   and (self.kind != "bounds" or key[1] not in ("elbo", "elbo_exact"))]
+                   and key[1] not in UNFRAMED.get(self.kind, ())]
         if not visible:
             return
         values = np.concatenate(visible)
