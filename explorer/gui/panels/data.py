@@ -80,6 +80,7 @@ class DataPanel(QObject):
         self._data: np.ndarray | None = None
         self._obs: int | None = -1
         self._x_obs: tuple[float, ...] | None = None
+        self._held = False  # a GIF's fixed range: new data and a far x leave the view alone
         self.plot = plot = new_plot(self.name)
         plot.showGrid(x=True, y=True, alpha=theme.GRID_ALPHA)
         if x_dim >= 2:
@@ -159,9 +160,20 @@ class DataPanel(QObject):
             self.obs_marker.blockSignals(False)
             self._keep_in_view(x)
 
+    def hold_range(self, rect: tuple[float, float, float, float]) -> None:
+        """Show ``rect`` and keep it whatever the next snapshots hold (a GIF's frames), until released."""
+        self._held = True
+        self.plot.getViewBox().setRange(xRange=rect[:2], yRange=rect[2:], padding=0.0)
+
+    def release_range(self) -> None:
+        self._held = False
+        self.plot.getViewBox().enableAutoRange()
+        if self._x_obs is not None:
+            self._keep_in_view(np.asarray(self._x_obs, dtype=np.float64))
+
     def _keep_in_view(self, x: np.ndarray) -> None:
         """Where x lies outside the data (a free point far from it), show both: the data's box and x."""
-        if self._data is None or not len(self._data):
+        if self._held or self._data is None or not len(self._data):
             return
         cols = min(2, self.x_dim)
         data = finite_rows(np.asarray(self._data, dtype=np.float64)[:, :cols], cols)
@@ -202,7 +214,8 @@ class DataPanel(QObject):
         self.observation_moved.emit(self.marker_point())
 
     def _set_data(self, data: np.ndarray) -> None:
-        self.plot.getViewBox().enableAutoRange()  # new data: fit it again (a free x may have widened the view)
+        if not self._held:
+            self.plot.getViewBox().enableAutoRange()  # new data: fit it again (a free x may have widened the view)
         if self.x_dim >= 2:
             self.points.setData(pos=finite_rows(np.asarray(data)[:, :2]))
         else:
