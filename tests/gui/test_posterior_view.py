@@ -95,6 +95,27 @@ def test_the_reason_line_wraps_and_is_never_cut_short(qtbot, figure):
         assert all(metrics.horizontalAdvance(line) <= width for line in text.split("\n") if " " in line)
 
 
+def test_the_gap_numbers_wrap_inside_a_narrow_view(qtbot, figure):
+    """The q* gap box is anchored top right: an unbroken line ran off the view's left edge in narrow
+    panels (talk style at 1920 px, three runs); each value stays on one line with its error."""
+    base = make_snapshot(n_runs=4, n=60, samples=50)
+    gaps = {"approximation_gap": 0.6931, "approximation_gap_err": 1e-4, "amortisation_gap": 549.82,
+            "amortisation_gap_err": 1e-3, "approximation_gap_k": 0.73, "approximation_gap_k_err": 0.03,
+            "amortisation_gap_k": 0.49, "amortisation_gap_k_err": 0.30}
+    runs = tuple(dataclasses.replace(r, metrics={**r.metrics, **gaps}) for r in base.runs)
+    snap = _with_view(dataclasses.replace(base, runs=runs), (-2.0, 2.0, -2.0, 2.0))
+    figure.resize(700, 500)  # four narrow panels
+    _show(qtbot, figure, snap)
+    for panel in figure.posteriors:
+        text = panel._gaps  # what was set (toPlainText turns the no-break spaces into spaces)
+        assert "L_K gap" in text and "±" in text
+        assert all("±" not in line or "\u00a0±\u00a0" in line for line in text.split("\n"))  # never split
+        x0, x1, _, _ = panel.view_rect()
+        width = (x1 - x0) / panel._pixel_size()[0]
+        metrics = QFontMetricsF(panel.gap_text.textItem.font())
+        assert all(metrics.horizontalAdvance(line) <= width for line in text.split("\n") if " " in line)
+
+
 def test_wrap_lines_breaks_at_spaces():
     class Chars:  # one unit per character
         @staticmethod

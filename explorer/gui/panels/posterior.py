@@ -228,6 +228,7 @@ class PosteriorPanel(Panel):
         if self._run is not None:  # text placement depends on the pixel size
             self._set_title(self._run)
             self._set_warning(self._run)
+            self._set_gaps(self.gaps_text(self._run))
         self._place_overlays()
 
     def _on_user_zoom(self, *_):
@@ -262,6 +263,8 @@ class PosteriorPanel(Panel):
             self._set_title(self._run)
             self._warning = ""
             self._set_warning(self._run)
+            self._gaps = ""
+            self._set_gaps(self.gaps_text(self._run))
 
     def title_html(self, run: RunView) -> str:
         """Run name in its colour, then the live exact numbers with their error where it shows (≈ marks
@@ -635,12 +638,20 @@ class PosteriorPanel(Panel):
                     item.setData([], [])
             else:
                 self._set_contours(self.q_star_lines, self._grid_box(snapshot, run.q_star_box), *q)
-        gaps = self.gaps_text(run)
+        self._set_gaps(self.gaps_text(run))
+        self._place_gaps()
+
+    def _set_gaps(self, text: str) -> None:
+        """The gap numbers, broken at spaces to fit the view's width (a narrow panel, a talk style): the
+        box is anchored top right, so an unbroken line would run off the view's left edge."""
+        x0, x1, _, _ = self.view_rect()
+        width_px = max(60.0, (x1 - x0) / self._pixel_size()[0] - 10)
+        metrics = QFontMetricsF(self.gap_text.textItem.font())
+        gaps = "\n".join(wrap_lines(text.split("\n"), metrics, width_px)) if text else ""
         if gaps != self._gaps:
             self._gaps = gaps
             self.gap_text.setText(gaps)
             self.gap_text.setVisible(bool(gaps))
-        self._place_gaps()
 
     @staticmethod
     def gaps_text(run: RunView) -> str:
@@ -654,6 +665,7 @@ class PosteriorPanel(Panel):
         if "amortisation_gap_k" in m:
             lines.append(f"L_K gap: approx. {err_digits(m.get('approximation_gap_k'), m.get('approximation_gap_k_err'))}"
                          f" + amort. {err_digits(m.get('amortisation_gap_k'), m.get('amortisation_gap_k_err'))}")
+        lines = [line.replace(" ± ", "\u00a0±\u00a0") for line in lines]  # a value and its error stay on one line
         if run.q_star_note:
             lines.append(f"q* (dashed): {run.q_star_note}" if not lines else run.q_star_note)
         elif lines:
