@@ -65,6 +65,9 @@ CHUNK_ITERATIONS = 4  # iterations between clock checks
 TIE = 1e-5  # relative: fits whose scores differ by less are equally good (keep the one beside q_φ)
 CONVERGED = 1e-7  # a chunk of iterations that gains less than this (relative) ends the fit: float32's floor
 REFIT_STEPS = 100  # a learning decoder's q* is fitted again when it is this many steps old
+# with θ frozen q* does not move, but of two equally good fits (mirror modes) the one beside q_φ is kept: a
+# fit made while q_φ was still at its start is made again, warm-started, once q_φ has settled
+SETTLED_REFIT_STEPS = 1000
 CACHE_SIZE = 64  # fits kept per run (most recently used)
 K_OBJECTIVES = ("iwae", "miwae", "piwae", "dreg", "stl", "ciwae", "vr", "rws")  # the L_K split applies (K > 1)
 
@@ -338,6 +341,15 @@ class FitJob:
 ELBO, OWN = "elbo", "own"  # which q*: the ELBO's optimum (the ELBO split), the run's own objective's
 
 
+def _drifting(run: Any) -> bool:
+    """Whether q* moves as training goes on: θ learns, or the flow's shared couplings move."""
+    return bool(run.theta) or run.train.encoder == "flow"
+
+
+def _refit_period(run: Any) -> int:
+    return REFIT_STEPS if _drifting(run) else SETTLED_REFIT_STEPS
+
+
 def _x_key(x: Tensor) -> tuple[float, ...]:
     return tuple(float(v) for v in x.flatten().tolist())
 
@@ -420,8 +432,7 @@ class Amortiser:
                 family.flow.load_state_dict(flow)
             slot, key = _slot(run, kind), _x_key(x)
             self._store(slot, key, self._make_star(psi.to(x.device), family, fitted, x))
-            drifting = bool(run.theta) or run.train.encoder == "flow"
-            self._tried.setdefault((slot, key), set()).add((fitted // REFIT_STEPS if drifting else 0, False))
+            self._tried.setdefault((slot, key), set()).add((fitted // _refit_period(run), False))
 
     def star(self, run: Any, kind: str, x: Tensor) -> QStar | None:
         """The cached q* of a run (``ELBO`` or ``OWN``) at x, or None."""
@@ -557,15 +568,16 @@ class Amortiser:
         """``view`` with q* (the run's own objective's, dashed) and the gaps at x, as far as they are fitted;
         fits that are missing or stale are queued (or run at once, inline)."""
         key = _x_key(x)
-        drifting = bool(run.theta) or run.train.encoder == "flow"  # θ, or the flow's shared couplings, move q*
-        bucket = step // REFIT_STEPS if drifting else 0
+        drifting = _drifting(run)
+        period = _refit_period(run)
+        bucket = step // period
         cfg = run.cfg
         own = own_kind(cfg.objective)
         k_split = uses_k_split(cfg.objective, cfg.k) and cfg.k <= MAX_K
         stars: dict[str, QStar | None] = {}
         for kind in dict.fromkeys((ELBO, own)):
             star = self.star(run, kind, x)
-            if star is None or (drifting and star.step // REFIT_STEPS != bucket):
+            if star is None or star.step // period != bucket:
                 self._queue(run, kind, x, key, step, bucket, post_of, view.modes)
                 star = self.star(run, kind, x) or star
             stars[kind] = star
