@@ -119,14 +119,16 @@ def scene_config(overrides: tuple[str, ...] = ()):
 
 
 # --------------------------------------------------------------------------- (2) live ÷ headless
-def live_rate(cfg, seconds: float, hz: float | None = None, warmup_s: float = 0.7) -> tuple[float, float]:
-    """(steps/s, frames drawn/s) of ``cfg`` training in the main window (offscreen), over ``seconds``."""
+@contextlib.contextmanager
+def training_window(cfg, warmup_s: float = 0.7, **kwargs: Any) -> Iterator[tuple[Any, list[int]]]:
+    """The main window (offscreen) training ``cfg`` live, past a warm-up: (window, the steps of the frames
+    drawn so far). Closed and deleted on exit."""
     from explorer.gui.main_window import MainWindow
 
     app = application()
     frames: list[int] = []
     with private_settings():
-        window = MainWindow(cfg, **({"hz": hz} if hz else {}))
+        window = MainWindow(cfg, **kwargs)
         try:
             window.resize(*WINDOW_SIZE)
             window.show()
@@ -135,12 +137,18 @@ def live_rate(cfg, seconds: float, hz: float | None = None, warmup_s: float = 0.
                 raise RuntimeError("the window drew no snapshot within 30 s")
             window.controller.start()
             wait(warmup_s * 1000)
-            s0, f0, t0 = window.last_snapshot.step, len(frames), time.perf_counter()
-            wait(seconds * 1000)
-            s1, f1, t1 = window.last_snapshot.step, len(frames), time.perf_counter()
+            yield window, frames
         finally:
             close_widget(window)
             app.processEvents()
+
+
+def live_rate(cfg, seconds: float, hz: float | None = None) -> tuple[float, float]:
+    """(steps/s, frames drawn/s) of ``cfg`` training in the main window (offscreen), over ``seconds``."""
+    with training_window(cfg, **({"hz": hz} if hz else {})) as (window, frames):
+        s0, f0, t0 = window.last_snapshot.step, len(frames), time.perf_counter()
+        wait(seconds * 1000)
+        s1, f1, t1 = window.last_snapshot.step, len(frames), time.perf_counter()
     return (s1 - s0) / (t1 - t0), (f1 - f0) / (t1 - t0)
 
 
@@ -197,42 +205,27 @@ def event_latency(engine: str, seconds: float, tick_ms: float = 20.0) -> tuple[l
     from PySide6.QtCore import Qt, QTimer
 
     from explorer.gui.controller import ENGINE_ENV, default_engine
-    from explorer.gui.main_window import MainWindow
 
-    app = application()
     old = os.environ.get(ENGINE_ENV)
     os.environ[ENGINE_ENV] = engine
     late: list[float] = []
-    frames: list[int] = []
     try:
-        with private_settings():
-            window = MainWindow(scene_config(), engine_factory=default_engine())
-            try:
-                window.resize(*WINDOW_SIZE)
-                window.show()
-                window.snapshot_shown.connect(frames.append)
-                if not wait_until(lambda: bool(frames), 30.0):
-                    raise RuntimeError("the window drew no snapshot within 30 s")
-                window.controller.start()
-                wait(700)
-                last = [time.perf_counter()]
+        with training_window(scene_config(), engine_factory=default_engine()) as (window, _):
+            last = [time.perf_counter()]
 
-                def tick() -> None:
-                    now = time.perf_counter()
-                    late.append(max(0.0, (now - last[0]) * 1000.0 - tick_ms))
-                    last[0] = now
+            def tick() -> None:
+                now = time.perf_counter()
+                late.append(max(0.0, (now - last[0]) * 1000.0 - tick_ms))
+                last[0] = now
 
-                timer = QTimer()
-                timer.setTimerType(Qt.TimerType.PreciseTimer)
-                timer.timeout.connect(tick)
-                s0, t0 = window.last_snapshot.step, time.perf_counter()
-                timer.start(int(tick_ms))
-                wait(seconds * 1000)
-                timer.stop()
-                rate = (window.last_snapshot.step - s0) / (time.perf_counter() - t0)
-            finally:
-                close_widget(window)
-                app.processEvents()
+            timer = QTimer()
+            timer.setTimerType(Qt.TimerType.PreciseTimer)
+            timer.timeout.connect(tick)
+            s0, t0 = window.last_snapshot.step, time.perf_counter()
+            timer.start(int(tick_ms))
+            wait(seconds * 1000)
+            timer.stop()
+            rate = (window.last_snapshot.step - s0) / (time.perf_counter() - t0)
     finally:
         if old is None:
             os.environ.pop(ENGINE_ENV, None)
