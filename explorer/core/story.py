@@ -113,8 +113,8 @@ STORY: tuple[StoryScene, ...] = (
         caption=(
             "The four objectives of scene 6 on 8 × 8 handwritten digits, with a 2-D latent and a learned "
             "decoder. Because z is 2-D, log p(x) and KL(q‖p(z|x)) of every test image are integrated exactly, "
-            "not estimated. All four reach the same test log-likelihood within a nat, but IWAE-64's q is by far "
-            "the worst: its mean KL(q‖p) over the test images is several times the others'."
+            "not estimated. The four test log-likelihoods lie close together, but IWAE-64's q is by far the "
+            "worst: its mean KL(q‖p) over the test images is several times the others'."
         ),
         preset="digits",
     ),

@@ -75,17 +75,15 @@ def digits_runs(tmp_path_factory) -> dict[int, list[dict[str, Any]]]:
 
 
 def check_digits(finals: list[dict[str, Any]]) -> None:
-    """The description's claim on one seed: the four objectives reach the same exact test log p(x) within a
-    nat, while IWAE-64's q is by far the worst inference network on the test images (its mean exact
-    KL(q‖p) more than twice each other run's) and CIWAE's the best. (IWAE-64's test log p(x) is the best of
-    the four on seeds 0, 1, 2 only: not claimed.)"""
+    """The description's claim on one seed: IWAE-64's q is by far the worst inference network on the test
+    images (its mean exact KL(q‖p) more than twice each other run's) and CIWAE's the best. (How close the
+    four test log p(x) lie is measured, 0.16–1.06 nats on seeds 0–9, not claimed: "within 1 nat" failed on
+    seed 8; nor that IWAE-64's is the best, which fails on seeds 3, 4 and 8.)"""
     iwae, piwae, miwae, ciwae = finals
     for f in finals:
         assert not f["diverged"] and f["test_images"] == 100 and f["test_step"] == 2000
         assert f["test_log_px_err"] < 1e-3 and f["test_kl_qp_err"] < 1e-3, "exact to a thousandth of a nat"
         assert f["test_kl_qp"] >= 0
-    log_px = [f["test_log_px"] for f in finals]
-    assert max(log_px) - min(log_px) < 1.0
     assert iwae["test_kl_qp"] > 2 * max(f["test_kl_qp"] for f in (piwae, miwae, ciwae))
     assert ciwae["test_kl_qp"] < min(f["test_kl_qp"] for f in (iwae, piwae, miwae))
 
