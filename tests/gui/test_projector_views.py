@@ -13,23 +13,16 @@ from PySide6.QtWidgets import QApplication
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_snapshot import make_snapshot  # noqa: E402
+from window_helpers import show  # noqa: E402
 
 from explorer.gui.figure import Figure  # noqa: E402
 
 
 @pytest.fixture
-def figure(qtbot):
-    fig = Figure()
-    qtbot.addWidget(fig)
-    fig.resize(1400, 900)
-    snap = make_snapshot(n_runs=2, n=50, samples=60, history_len=30, step=300)
-    fig.update_snapshot(snap)
-    fig.show()
-    qtbot.waitExposed(fig)
-    fig.update_snapshot(snap)
-    QApplication.processEvents()
-    yield fig
-    fig.close()
+def figure(figure, qtbot):
+    """conftest's bare figure, showing two runs at step 300."""
+    show(qtbot, figure, make_snapshot(n_runs=2, n=50, samples=60, history_len=30, step=300))
+    return figure
 
 
 def centre(fig, panel) -> QPoint:
