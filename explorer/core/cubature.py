@@ -275,9 +275,17 @@ def search(log_f: LogDensity, seed: Box, n: int = SEARCH_N, depth: float = SEARC
            rounds: int = SEARCH_ROUNDS) -> Search | None:
     """Find the box holding the mass of e^f: coarse n × n grids of cell masses (``cell_masses``) that grow
     (by their width) on each side where heavy cells touch the edge, and zoom in on the heavy cells'
-    bounding box. None when f is −inf (or NaN) everywhere it looked."""
+    bounding box, padded by a cell. None when f is −inf (or NaN) everywhere it looked.
+
+    A zoom can be too tight: the finer grid weighs the tails more finely (its heaviest cell is lighter, so
+    its threshold is lower) and finds heavy cells on the new box's edge. Growing from there by a whole
+    width would lead back to the same zoom, round after round, so instead the zoom is redone from the last
+    box whose heavy cells stayed inside it, with twice the padding, until a zoom holds or the padded box is
+    no longer much smaller than that box (then it is the answer, with that box's grid as the search)."""
     box = seed
     last: tuple[Nodes, np.ndarray, Box] | None = None
+    inner: tuple[Nodes, np.ndarray, Box, np.ndarray, np.ndarray] | None = None  # the grid a zoom came from
+    padding = 1  # cells of that grid around its heavy cells
     for _ in range(rounds):
         nodes, f, log_mass = cell_masses(log_f, box, n)
         grid = log_mass.reshape(n, n)
@@ -287,15 +295,20 @@ def search(log_f: LogDensity, seed: Box, n: int = SEARCH_N, depth: float = SEARC
         last = (nodes, f, box)
         keep = grid >= grid.max() - depth
         grow = (keep[0].any(), keep[-1].any(), keep[:, 0].any(), keep[:, -1].any())
-        if any(grow):
+        if any(grow) and inner is not None:  # the zoom was too tight: zoom again from its grid, less far
+            padding *= 2
+            nodes, f, box, rows, cols = inner
+        elif any(grow):
             w1, w2 = box[1] - box[0], box[3] - box[2]
             box = (box[0] - w1 * grow[0], box[1] + w1 * grow[1], box[2] - w2 * grow[2], box[3] + w2 * grow[3])
             continue
+        else:
+            rows, cols = np.flatnonzero(keep.any(1)), np.flatnonzero(keep.any(0))
         h1, h2 = (box[1] - box[0]) / n, (box[3] - box[2]) / n
-        rows, cols = np.flatnonzero(keep.any(1)), np.flatnonzero(keep.any(0))
-        mass_box = (box[0] + h1 * (rows[0] - 1), box[0] + h1 * (rows[-1] + 2),
-                    box[2] + h2 * (cols[0] - 1), box[2] + h2 * (cols[-1] + 2))
+        mass_box = (box[0] + h1 * (rows[0] - padding), box[0] + h1 * (rows[-1] + 1 + padding),
+                    box[2] + h2 * (cols[0] - padding), box[2] + h2 * (cols[-1] + 1 + padding))
         if min((mass_box[1] - mass_box[0]) / (box[1] - box[0]), (mass_box[3] - mass_box[2]) / (box[3] - box[2])) < 0.6:
+            inner = (nodes, f, box, rows, cols)
             box = mass_box
             continue
         return Search(mass_box, nodes, f, True)
