@@ -276,7 +276,10 @@ class Player:
             session = self.session
             if session is None:
                 continue
-            if any(isinstance(e, Built) for e in events):  # a new session shows at once, before training
+            if (changed and self._ff_target is None) or any(isinstance(e, Built) for e in events):
+                # what a command changed (a new session, a dragged x) shows at once, before any training
+                # step or background slice (a fast-forward draws nothing until it is done): a drag's frame
+                # rate is the snapshot's cost, nothing more
                 yield from self._snapshot_events()
                 changed, last_yield = False, time.perf_counter()
             if max_steps is not None and session.step_count >= max_steps:
