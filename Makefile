@@ -2,6 +2,7 @@
 # wants; CI passes TORCH=torch==2.13.0 to take the CPU wheel already on disk (pitfalls.md).
 PY      ?= python3
 TORCH   ?= torch
+JOBS    ?= auto
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
@@ -18,11 +19,12 @@ $(STAMP): pyproject.toml Makefile
 run: $(STAMP)
 	$(BIN)/python main.py
 
+# the whole suite on JOBS workers (pytest-xdist; a preset's seeds share one worker: --dist loadgroup)
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --durations=25
 
 test-fast: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m "not slow" -q
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m "not slow" -q -n $(JOBS) --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache

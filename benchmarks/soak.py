@@ -128,7 +128,7 @@ def soak(steps: int, preset: str, timeout_s: float, warmup: int) -> dict:
     report: dict = {"preset": preset, "steps_asked": steps}
     python_threads_before = {t for t in threading.enumerate() if t.is_alive()}
     with private_settings():
-        window = MainWindow(load_preset(preset))
+        window = MainWindow(load_preset(preset, [f"steps={steps}"]))  # the window pauses at a scene's steps
         window.snapshot_shown.connect(frames.append)
         window.error_shown.connect(errors.append)
         window.resize(1500, 950)

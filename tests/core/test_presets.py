@@ -303,9 +303,15 @@ def preset_runs(tmp_path_factory):
     return get
 
 
+def by_preset(name: str, *values: Any) -> Any:
+    """A parameter set in the xdist group of its preset: `make test` runs the suite on several workers
+    (pytest-xdist, ``--dist loadgroup``), and a group runs on one worker, so each (preset, seed) is trained
+    once and the across-seeds test finds the per-seed runs in the module's cache."""
+    return pytest.param(*values, marks=pytest.mark.xdist_group(f"preset-{name}"))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("name", sorted(CHECKS))
+@pytest.mark.parametrize(("name", "seed"), [by_preset(name, name, seed) for name in sorted(CHECKS) for seed in SEEDS])
 def test_preset_claims(name, seed, preset_runs):
     summary, rows = preset_runs(name, seed)
     CHECKS[name][0](summary, rows)
@@ -315,13 +321,13 @@ def test_preset_claims(name, seed, preset_runs):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(ACROSS_SEEDS))
+@pytest.mark.parametrize("name", [by_preset(name, name) for name in sorted(ACROSS_SEEDS)])
 def test_preset_claims_across_seeds(name, preset_runs):
     ACROSS_SEEDS[name]([preset_runs(name, seed) for seed in SEEDS])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", [by_preset("snr-vs-k", seed) for seed in SEEDS])
 def test_story_scene_5_claims(seed, preset_runs):
     check_why_the_signal_vanishes(*preset_runs("snr-vs-k", seed))
 
