@@ -19,12 +19,13 @@ $(STAMP): pyproject.toml Makefile
 run: $(STAMP)
 	$(BIN)/python main.py
 
-# the whole suite on JOBS workers (pytest-xdist; a preset's seeds share one worker: --dist loadgroup)
+# the whole suite on JOBS workers (pytest-xdist; the preset claim tests share each trained run through a
+# file-locked folder, so a run is trained once whichever worker needs it first)
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --durations=25
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n $(JOBS) --durations=25
 
 test-fast: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m "not slow" -q -n $(JOBS) --dist loadgroup
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m "not slow" -q -n $(JOBS)
 
 lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache

@@ -16,12 +16,14 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import statistics
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from filelock import FileLock
 
 from explorer import cli
 from explorer.core.config import list_presets, load_preset
@@ -121,6 +123,11 @@ def run_preset(name: str, seed: int, out: Path, view: list[str]) -> tuple[dict[s
     for item in view:
         argv += ["--set", item]
     assert cli.main(argv) == 0
+    return read_run(name, out)
+
+
+def read_run(name: str, out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """summary.json and metrics.csv's rows of a finished run of preset ``name`` in ``out``."""
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     with open(out / "metrics.csv", newline="", encoding="utf-8") as f:
         rows = [{k: (v if k == "run" else float(v) if v else None) for k, v in row.items()} for row in csv.DictReader(f)]
@@ -287,31 +294,35 @@ CHECKS = {
 ACROSS_SEEDS: dict[str, Any] = {"dreg-fix": across_dreg_fix, "ring": across_ring, "mixture": across_mixture}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def preset_runs(tmp_path_factory):
-    """Each (preset, seed) is trained once per module, shared by the per-seed and the across-seeds tests."""
-    cache: dict[tuple[str, int], tuple[dict[str, Any], Rows]] = {}
+    """Each (preset, seed) is trained once per test session, shared by the per-seed and the across-seeds
+    tests. `make test` runs on several pytest-xdist workers, so the runs live on disk in the session's
+    temporary folder, which the workers share, and a file lock per run makes the first worker that needs
+    it train it while any other waits for it and then reads it."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "preset-runs"
+    root.mkdir(exist_ok=True)
 
     def get(name: str, seed: int) -> tuple[dict[str, Any], Rows]:
-        if (name, seed) not in cache:
-            check, view = CHECKS[name]
-            if view is PROBE_ROWS:
-                assert load_preset(name).view.snr_every == 20, "PROBE_ROWS logs one row per probe at snr_every = 20"
-            cache[name, seed] = run_preset(name, seed, tmp_path_factory.mktemp(f"{name}-{seed}"), view)
-        return cache[name, seed]
+        check, view = CHECKS[name]
+        if view is PROBE_ROWS:
+            assert load_preset(name).view.snr_every == 20, "PROBE_ROWS logs one row per probe at snr_every = 20"
+        out = root / f"{name}-{seed}"
+        with FileLock(str(root / f"{name}-{seed}.lock")):
+            if (out / "done").is_file():
+                return read_run(name, out)
+            out.mkdir(exist_ok=True)
+            result = run_preset(name, seed, out, view)
+            (out / "done").touch()
+            return result
 
     return get
 
 
-def by_preset(name: str, *values: Any) -> Any:
-    """A parameter set in the xdist group of its preset: `make test` runs the suite on several workers
-    (pytest-xdist, ``--dist loadgroup``), and a group runs on one worker, so each (preset, seed) is trained
-    once and the across-seeds test finds the per-seed runs in the module's cache."""
-    return pytest.param(*values, marks=pytest.mark.xdist_group(f"preset-{name}"))
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "seed"), [by_preset(name, name, seed) for name in sorted(CHECKS) for seed in SEEDS])
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name", sorted(CHECKS))
 def test_preset_claims(name, seed, preset_runs):
     summary, rows = preset_runs(name, seed)
     CHECKS[name][0](summary, rows)
@@ -321,13 +332,13 @@ def test_preset_claims(name, seed, preset_runs):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [by_preset(name, name) for name in sorted(ACROSS_SEEDS)])
+@pytest.mark.parametrize("name", sorted(ACROSS_SEEDS))
 def test_preset_claims_across_seeds(name, preset_runs):
     ACROSS_SEEDS[name]([preset_runs(name, seed) for seed in SEEDS])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [by_preset("snr-vs-k", seed) for seed in SEEDS])
+@pytest.mark.parametrize("seed", SEEDS)
 def test_story_scene_5_claims(seed, preset_runs):
     check_why_the_signal_vanishes(*preset_runs("snr-vs-k", seed))
 
