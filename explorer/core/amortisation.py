@@ -65,6 +65,10 @@ CHUNK_ITERATIONS = 4  # iterations between clock checks
 TIE = 1e-5  # relative: fits whose scores differ by less are equally good (keep the one beside q_φ)
 CONVERGED = 1e-7  # a chunk of iterations that gains less than this (relative) ends the fit: float32's floor
 REFIT_STEPS = 100  # a learning decoder's q* is fitted again when it is this many steps old
+# a flow's q* drifts with its shared couplings too, and one fit of a flow costs a hundred times a Gaussian's
+# (measured: 500 steps of `run --preset ring` took 120 s refitting every 100 steps, 20 s without q*): its
+# q* is fitted again when it is this many steps old (the panel's note says which step it is from)
+FLOW_REFIT_STEPS = 500
 # with θ frozen q* does not move, but of two equally good fits (mirror modes) the one beside q_φ is kept: a
 # fit made while q_φ was still at its start is made again, warm-started, once q_φ has settled
 SETTLED_REFIT_STEPS = 1000
@@ -347,6 +351,8 @@ def _drifting(run: Any) -> bool:
 
 
 def _refit_period(run: Any) -> int:
+    if run.train.encoder == "flow":
+        return FLOW_REFIT_STEPS
     return REFIT_STEPS if _drifting(run) else SETTLED_REFIT_STEPS
 
 
@@ -378,13 +384,18 @@ class Amortiser:
         self._tried: dict[tuple, set[tuple[int, bool]]] = {}  # (slot, x) -> (refit bucket, restart) queued
         self._notes: dict[tuple, str] = {}  # (slot, x) -> why there is no q*
 
-    def forget(self) -> None:
-        """Drop every fit (the models were replaced: an opened session)."""
+    def cancel(self) -> None:
+        """Drop the fits that wait or run (view.q_star was turned off); finished ones stay cached."""
         for _, job in self._pending.values():
             if job in self.jobs:
                 self.jobs.remove(job)
-        self._cache.clear()
         self._pending.clear()
+        self._tried.clear()
+
+    def forget(self) -> None:
+        """Drop every fit (the models were replaced: an opened session)."""
+        self.cancel()
+        self._cache.clear()
         self._tried.clear()
         self._notes.clear()
 

@@ -69,6 +69,7 @@ class ViewConfig:
     log_every: int = 10  # steps between metric rows (exact grid metrics)
     gradients: bool = False  # show the gradient histograms panel (the probe's replicates of two parameters)
     arrows: bool = False  # show each particle's share of the encoder's gradient on the posterior panels
+    q_star: bool = True  # fit the per-x optimum q* and split the gap (core/amortisation.py); off: neither
     gradients_encoder: str = ""  # NAME[i] of the encoder parameter the histograms show ("": q's mean bias, z₁)
     gradients_decoder: str = ""  # NAME[i] of the decoder parameter ("": the first trainable one)
 
@@ -286,6 +287,7 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
         log_every=_limited(v.get("log_every", ViewConfig.log_every), "view.log_every"),
         gradients=_bool(v.get("gradients", False), "view.gradients"),
         arrows=_bool(v.get("arrows", False), "view.arrows"),
+        q_star=_bool(v.get("q_star", True), "view.q_star"),
         gradients_encoder=_str(v.get("gradients_encoder", ""), "view.gradients_encoder", max_chars=MAX_CHARS["name"]),
         gradients_decoder=_str(v.get("gradients_decoder", ""), "view.gradients_decoder", max_chars=MAX_CHARS["name"]),
     )

@@ -24,7 +24,7 @@ from .problems import PROBLEMS, make_problem
 MAX_GUI_RUNS = 4
 LIVE_RUN_KEYS = ("k", "m", "beta", "alpha")
 #: view keys that change only what a snapshot shows
-LIVE_VIEW_KEYS = ("view.gradients", "view.arrows", "view.gradients_encoder", "view.gradients_decoder")
+LIVE_VIEW_KEYS = ("view.gradients", "view.arrows", "view.q_star", "view.gradients_encoder", "view.gradients_decoder")
 #: objectives a new run takes: the first one not in use yet
 NEW_RUN_OBJECTIVES = ("iwae", "dreg", "rws", "miwae", "vae", "piwae", "stl", "ciwae", "vr")
 _RUN_KEY = re.compile(r"runs\.(\d+)\.(\w+)")

@@ -249,12 +249,15 @@ class Session:
 
     def set_view(self, key: str, value: Any) -> None:
         """One of the view keys that change only what a snapshot shows (``edits.LIVE_VIEW_KEYS``): the
-        gradient histograms and arrows, and the parameters the histograms show (from the next probe on)."""
+        gradient histograms and arrows, q* and the gaps, and the parameters the histograms show (from the
+        next probe on)."""
         if f"view.{key}" not in edits.LIVE_VIEW_KEYS:
             raise ConfigError(f"view.{key}: cannot be changed live (only {', '.join(edits.LIVE_VIEW_KEYS)})")
         config = edits.edit(self.config, f"view.{key}", value)
         self._choose_parameters(config)  # a parameter name that is not there is refused before anything changes
         self._set_config(config)
+        if not config.view.q_star:
+            self._amortiser.cancel()
 
     def _choose_parameters(self, config: Config) -> None:
         """Resolve the histograms' parameter names for every run (ConfigError naming the key, else)."""
@@ -421,6 +424,8 @@ class Session:
         return dataclasses.replace(view, gradients=run.gradients)  # the last probe's replicates (the histograms)
 
     def _decorated(self, run: _Run, view: RunView) -> RunView:
+        if not self.config.view.q_star:  # no q* fits, no gaps (view.q_star = false)
+            return view
         x_obs = self._x_obs
         return self._amortiser.decorate(run, x_obs, view, self.step_count, lambda: self._posterior(run, x_obs))
 

@@ -214,6 +214,9 @@ class MainWindow(QMainWindow):
             ActionSpec("arrows", "Gradient Arrows", lambda on: self.edit("view.arrows", on), "G",
                        "Each particle's share of the encoder's gradient w.r.t. q's mean, and their sum",
                        checkable=True),
+            ActionSpec("q_star", "Per-x Optimum q*", lambda on: self.edit("view.q_star", on), "Q",
+                       "Fit the best q for the shown x alone (dashed) and split the bound's gap into the "
+                       "approximation and amortisation gaps", checkable=True),
             ActionSpec("controls", "Controls", self._set_dock_shown, None, "Show or hide the controls",
                        checkable=True),
             ActionSpec("about", "Scene Description", self.about_toggle.setChecked, None, checkable=True),
@@ -401,7 +404,8 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_config(self, config: Config) -> None:
         self.controls.set_config(config, self.controller.device, self.controller.preset)
-        for name, on in (("gradients", config.view.gradients), ("arrows", config.view.arrows)):
+        for name, on in (("gradients", config.view.gradients), ("arrows", config.view.arrows),
+                         ("q_star", config.view.q_star)):
             action = self.action_map[name]
             if action.isChecked() != on:
                 action.blockSignals(True)

@@ -60,7 +60,7 @@ def build_menus(window: QMainWindow, actions: dict[str, QAction], recent: QMenu,
     add(bar.addMenu("&Training"), ("start_pause", "step", "step_slowly", "fast_forward", "reset", "reseed"))
     view = menus["view"] = bar.addMenu("&View")
     add(view, ("presentation", "fullscreen", "leave_modes", "-", "reset_views", "-", "gradients",
-               "gradient_parameters", "freeze_gradients", "arrows", "-", "controls", "about"))
+               "gradient_parameters", "freeze_gradients", "arrows", "q_star", "-", "controls", "about"))
     menus["training"] = bar.actions()[1].menu()
     story = menus["story"] = bar.addMenu("&Story")
     fill_story(story)

@@ -27,9 +27,9 @@ VIEW = {"grid": 48, "samples": 0, "snr_every": 0, "log_every": 1000}
 XS_GAUSS = [[1.5, 0.0], [0.0, 0.0], [-3.0, 2.5], [9.0, -7.0]]  # the showcase x0, the origin, off to the side, far out
 
 
-def _session(problem: dict, runs: list[dict], encoder: str = "gaussian", hidden=(16,), **extra) -> Session:
+def _session(problem: dict, runs: list[dict], encoder: str = "gaussian", hidden=(16,), view=VIEW, **extra) -> Session:
     return Session(config_from_dict({"problem": problem, "train": {"encoder": encoder, "hidden": list(hidden)},
-                                     "view": VIEW, "runs": runs, "device": "cpu", **extra}))
+                                     "view": view, "runs": runs, "device": "cpu", **extra}))
 
 
 def _linear_session(A_mat: np.ndarray, b: np.ndarray, runs=({"objective": "vae"},)) -> Session:
@@ -196,3 +196,19 @@ def test_a_free_observation_is_recorded_in_the_summary_and_the_session_file():
     assert reopened.observation is None and reopened.x_obs.tolist() == session.x_obs.tolist()
     session.set_observation(7)  # a data point again: the free point is dropped
     assert session.config.problem.x_obs is None and session.snapshot().observation == 7
+
+
+def test_view_q_star_off_fits_nothing_and_on_again_fits_at_once():
+    """view.q_star = false: no q* and no gaps in the snapshot and the metrics, null in summary.json, and no
+    fit queued; turned on live, the next (inline) snapshot has them."""
+    session = _session({"name": "bimodal"}, [{"objective": "vae"}], view={**VIEW, "q_star": False})
+    session.step(3)
+    view = session.snapshot().runs[0]
+    assert view.q_star_log_q is None and "amortisation_gap" not in view.metrics and "log_px" in view.metrics
+    assert not session.background_pending()
+    final = session.summary()["runs"][0]["final"]
+    assert final["approximation_gap"] is None and final["amortisation_gap"] is None  # the keys stay: null
+    session.set_view("q_star", True)
+    view = session.snapshot().runs[0]
+    assert view.q_star_log_q is not None and view.metrics["amortisation_gap"] >= -view.metrics["amortisation_gap_err"]
+    assert session.config.view.q_star

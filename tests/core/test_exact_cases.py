@@ -24,7 +24,7 @@ from explorer.core.session import Session
 import test_exact as R  # noqa: E402  (tests/core is on sys.path under pytest's default import mode)
 
 pytestmark = pytest.mark.slow
-LOW_VIEW = ["view.grid=100", "view.samples=0", "view.snr_every=0", "view.log_every=500"]
+LOW_VIEW = ["view.grid=100", "view.samples=0", "view.snr_every=0", "view.log_every=500", "view.q_star=false"]
 
 
 def _trained(name: str, seed: int, steps: int | None = None) -> Session:

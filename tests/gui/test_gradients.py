@@ -233,3 +233,19 @@ def test_the_histograms_parameters_are_chosen_in_a_dialog_and_a_bad_name_is_refu
     window.action_map["gradient_parameters"].trigger()
     qtbot.waitUntil(lambda: any("Refused" in m and "no_such_parameter" in m for m in messages), timeout=10_000)
     qtbot.waitUntil(lambda: window.config.view.gradients_encoder == chosen, timeout=10_000)  # the running one
+
+
+def test_the_view_menu_turns_q_star_and_the_gaps_off_and_on_live(open_window, qtbot):
+    window = open_window()
+    builds = window.controller.builds
+    assert window.config.view.q_star and window.action_map["q_star"].isChecked()
+    window.action_map["step"].trigger()
+    wait_snapshot(qtbot, window, lambda s: "amortisation_gap" in s.runs[0].metrics, timeout=20_000)
+    window.action_map["q_star"].trigger()
+    snap = wait_snapshot(qtbot, window, lambda s: all("amortisation_gap" not in r.metrics for r in s.runs))
+    assert not window.config.view.q_star and not window.action_map["q_star"].isChecked()
+    assert all(r.q_star_log_q is None for r in snap.runs)
+    assert not any(p.gap_text.isVisible() for p in window.figure.posteriors)
+    window.action_map["q_star"].trigger()
+    wait_snapshot(qtbot, window, lambda s: "amortisation_gap" in s.runs[0].metrics, timeout=20_000)
+    assert window.config.view.q_star and window.controller.builds == builds, "live edits: no new session"
