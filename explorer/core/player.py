@@ -19,6 +19,7 @@ ever touches the Session:
 from __future__ import annotations
 
 import dataclasses
+import math
 import queue
 import time
 import traceback
@@ -40,6 +41,9 @@ REQUESTS = ("metric_rows", "summary", "save_session", "write_metrics")
 BACKGROUND_SLICE_S = 0.01
 BACKGROUND_FRACTION = 0.2
 FAST_FORWARD_NOTICE_S = 1.0  # a fast-forward says how far it is this often
+# while x is dragged (a free observation came less than this long ago) background work waits: a q* fit for
+# an x the drag has already left is wasted, and its slices would come between the drag's frames
+DRAG_QUIET_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,7 @@ class Player:
         # FAST_FORWARD_NOTICE_S), then pause; a pause, a stop or any command that changes the view ends it
         self._ff_target: int | None = None
         self._ff_notice = 0.0
+        self._x_moved = -math.inf  # when the last free observation (a drag's move) was applied
 
     # ------------------------------------------------------------------ commands in
     def send(self, name: str, **kwargs: Any) -> None:
@@ -229,6 +234,8 @@ class Player:
             if name == "stop":
                 stop = True
                 continue
+            if name == "set_observation" and "point" in kwargs:
+                self._x_moved = time.perf_counter()
             try:
                 did, out = self._apply(name, dict(kwargs))
             except RunFailure as e:  # a "step" command that failed: say which run, pause, serve on
@@ -268,8 +275,7 @@ class Player:
         trained = background = 0.0  # seconds spent on each while training runs
         while True:
             idle = self.paused or self.session is None
-            busy = self.session is not None and self.session.background_pending()
-            changed, stop, events = self._drain(block=0.05 if idle and not busy else None)
+            changed, stop, events = self._drain(block=0.05 if idle and not self._busy() else None)
             yield from events
             if stop:
                 return
@@ -288,6 +294,7 @@ class Player:
                 self.paused, self.limit = True, None
                 changed = True
                 yield Notice(f"Reached the scene's {session.step_count} steps; Start goes on", paused=True)
+            busy = self._busy()
             if self.paused:
                 if busy:  # paused: background work gets the time, one slice between command checks
                     changed |= self._background(session, BACKGROUND_SLICE_S)
@@ -346,6 +353,11 @@ class Player:
                     rate_t0, rate_steps = now, session.step_count
                 yield from self._snapshot_events()
                 last_yield = time.perf_counter()
+
+    def _busy(self) -> bool:
+        """Background work waits to be done and x is not being dragged."""
+        dragging = time.perf_counter() - self._x_moved < DRAG_QUIET_S
+        return self.session is not None and not dragging and self.session.background_pending()
 
     def _background(self, session: Session, seconds: float) -> bool:
         """One slice of the session's background work; True when a result changed the view."""

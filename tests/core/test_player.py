@@ -247,3 +247,33 @@ def test_a_failing_background_job_is_dropped_and_reported():
         if not session.background_pending():
             player.send("stop")
     assert any("a counting job failed: ArithmeticError: bad fit" in w for w in session.snapshot().warnings)
+
+
+def test_background_work_waits_while_x_is_dragged_and_runs_once_it_is_still(monkeypatch):
+    """A q* fit for an x that the drag has already left is wasted: while free observations keep coming
+    (within DRAG_QUIET_S of each other) no background slice runs; once x is still, the fit runs."""
+    from explorer.core import player as player_module
+
+    session = Session(tiny())
+    calls: list[float] = []
+    real = session.background_work
+    monkeypatch.setattr(session, "background_work", lambda seconds: calls.append(seconds) or real(seconds))
+    player = Player(session)
+    monkeypatch.setattr(player_module, "DRAG_QUIET_S", 1e9)  # every move counts as part of one long drag
+    moves = iter([[0.5 * i, 0.3] for i in range(1, 7)])
+    player.send("set_observation", point=next(moves))
+    still = False
+    for event in player.serve():
+        if not isinstance(event, Snapshot) or event.step != 0:
+            continue
+        if not still:
+            assert session.background_pending() and calls == []
+            point = next(moves, None)
+            if point is not None:
+                player.send("set_observation", point=point)
+            else:  # the drag ends: x stays where it is
+                still = True
+                monkeypatch.setattr(player_module, "DRAG_QUIET_S", 0.0)
+        elif event.runs[0].q_star_log_q is not None:
+            player.send("stop")
+    assert calls  # the fit ran once x was still, and its q* was drawn

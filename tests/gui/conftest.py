@@ -49,7 +49,7 @@ def open_window(qtbot):
     def make(config=None, **kwargs):
         window = MainWindow(config or config_from_dict(TINY), **kwargs)
         windows.append(window)
-        with qtbot.waitSignal(window.snapshot_shown, timeout=10_000):
+        with qtbot.waitSignal(window.snapshot_shown, timeout=60_000):
             window.show()
         return window
 

@@ -78,7 +78,7 @@ def test_a_k_over_the_budget_is_refused_at_the_box_saying_what_fits(open_window,
     top = box.maximum()
     assert top == _largest_admitted(window.controller.config, 0, "k")
     builds, before = window.controller.builds, window.controller.config
-    with qtbot.waitSignal(window.controls.refused, timeout=2000) as refused:
+    with qtbot.waitSignal(window.controls.refused, timeout=12_000) as refused:
         _type(qtbot, box, str(top * 10))  # its last digit is the one refused
     assert refused.args[0] == f"K: {top * 10} is refused; this scene fits K ≤ {top} (memory/time budget)"
     assert window.messages.message_text() == f"Refused: {refused.args[0]}"

@@ -108,19 +108,19 @@ def test_commands_and_requests_reach_the_session_and_stop_leaves_no_thread(qtbot
     engine = engine_with(session)
     receiver = Receiver()
     engine.event.connect(receiver.on_event)
-    with qtbot.waitSignal(engine.snapshot_ready, timeout=5000) as first:
+    with qtbot.waitSignal(engine.snapshot_ready, timeout=30_000) as first:
         engine.start()
     assert first.args[0].step == 0 and first.args[0].paused
     assert isinstance(receiver.events[0], Built)
 
-    with qtbot.waitSignal(engine.snapshot_ready, timeout=5000, check_params_cb=lambda s: s.step == 3) as stepped:
+    with qtbot.waitSignal(engine.snapshot_ready, timeout=30_000, check_params_cb=lambda s: s.step == 3) as stepped:
         engine.send("step", n=3)
     assert stepped.args[0].paused
-    with qtbot.waitSignal(engine.event, timeout=5000, check_params_cb=lambda e: isinstance(e, Reply)) as replied:
+    with qtbot.waitSignal(engine.event, timeout=30_000, check_params_cb=lambda e: isinstance(e, Reply)) as replied:
         engine.send("metric_rows", request_id=4)
     assert replied.args[0].request_id == 4 and replied.args[0].value == [{"run": "fake", "step": 3}]
 
-    with qtbot.waitSignal(engine.snapshot_ready, timeout=5000, check_params_cb=lambda s: s.step > 50):
+    with qtbot.waitSignal(engine.snapshot_ready, timeout=30_000, check_params_cb=lambda s: s.step > 50):
         engine.send("resume")
     assert engine.is_running
     assert engine.stop(timeout_s=1.0)
@@ -132,7 +132,7 @@ def test_no_snapshot_is_delivered_after_stop(qtbot):
     receiver = Receiver()
     engine.snapshot_ready.connect(receiver.on_snapshot)
     engine.send("resume")
-    with qtbot.waitSignal(engine.snapshot_ready, timeout=5000):
+    with qtbot.waitSignal(engine.snapshot_ready, timeout=30_000):
         engine.start()
     assert engine.stop()
     seen = len(receiver.steps)
@@ -146,11 +146,11 @@ def test_a_failing_step_is_an_event_and_the_engine_serves_on(qtbot):
     receiver = Receiver()
     engine.event.connect(receiver.on_event)
     engine.send("resume")
-    with qtbot.waitSignal(engine.event, timeout=5000, check_params_cb=lambda e: isinstance(e, Failed)) as failed:
+    with qtbot.waitSignal(engine.event, timeout=30_000, check_params_cb=lambda e: isinstance(e, Failed)) as failed:
         engine.start()
     assert "RuntimeError: loss is NaN" in failed.args[0].head and "Traceback" in failed.args[0].details
     assert engine.is_running  # paused, still serving: a Reset can follow
-    with qtbot.waitSignal(engine.snapshot_ready, timeout=5000, check_params_cb=lambda s: s.step == 5):
+    with qtbot.waitSignal(engine.snapshot_ready, timeout=30_000, check_params_cb=lambda s: s.step == 5):
         engine.send("metric_rows", request_id=1)
         engine.send("pause")
     assert engine.stop()
@@ -160,7 +160,7 @@ def test_an_exception_in_the_views_is_a_failed_event_and_the_engine_serves_on(qt
     session = FakeSession()
     session.snapshot = lambda: (_ for _ in ()).throw(RuntimeError("cannot draw"))
     engine = engine_with(session)
-    with qtbot.waitSignal(engine.event, timeout=5000, check_params_cb=lambda e: isinstance(e, Failed)) as failed:
+    with qtbot.waitSignal(engine.event, timeout=30_000, check_params_cb=lambda e: isinstance(e, Failed)) as failed:
         engine.start()
     assert "cannot draw" in failed.args[0].head
     assert engine.is_running
@@ -173,9 +173,9 @@ def test_an_unexpected_error_in_the_loop_ends_the_engine_with_a_failed_event(qtb
     receiver = Receiver()
     engine.event.connect(receiver.on_event)
     session.apply = lambda name, **kwargs: (_ for _ in ()).throw(RuntimeError("broken command"))
-    with qtbot.waitSignal(engine.snapshot_ready, timeout=5000):
+    with qtbot.waitSignal(engine.snapshot_ready, timeout=30_000):
         engine.start()
-    with qtbot.waitSignal(engine.finished, timeout=5000):
+    with qtbot.waitSignal(engine.finished, timeout=30_000):
         engine.send("reset")
     failed = [e for e in receiver.events if isinstance(e, Failed)]
     assert len(failed) == 1 and "broken command" in failed[0].head
@@ -187,7 +187,7 @@ def test_stop_ends_the_thread_whether_paused_or_running(qtbot, paused):
     engine = engine_with(FakeSession(step_time=0.005), hz=30.0)
     if not paused:
         engine.send("resume")
-    with qtbot.waitSignal(engine.snapshot_ready, timeout=5000):
+    with qtbot.waitSignal(engine.snapshot_ready, timeout=30_000):
         engine.start()
     assert engine.stop(timeout_s=5.0)
     assert not engine.is_running

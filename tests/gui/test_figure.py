@@ -65,7 +65,7 @@ def test_click_on_a_data_point_emits_its_index(qtbot, figure):
     x, y = (float(v) for v in snap.data[index])
     scene_pos = vb.mapViewToScene(pg_point(x, y))
     view_pos = figure.mapFromScene(scene_pos)
-    with qtbot.waitSignal(figure.observation_clicked, timeout=2000) as blocker:
+    with qtbot.waitSignal(figure.observation_clicked, timeout=12_000) as blocker:
         QTest.mouseClick(figure.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                          QPoint(view_pos.x(), view_pos.y()))
     picked = blocker.args[0]
@@ -80,7 +80,7 @@ def test_click_on_the_histogram_picks_the_nearest_x(qtbot, figure):
     target = 2.7
     (_, _), (y0, y1) = vb.viewRange()
     view_pos = figure.mapFromScene(vb.mapViewToScene(pg_point(target, (y0 + y1) / 2)))
-    with qtbot.waitSignal(figure.observation_clicked, timeout=2000) as blocker:
+    with qtbot.waitSignal(figure.observation_clicked, timeout=12_000) as blocker:
         QTest.mouseClick(figure.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                          QPoint(view_pos.x(), view_pos.y()))
     expected = int(np.argmin(np.abs(snap.data[:, 0] - target)))

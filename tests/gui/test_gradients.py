@@ -188,7 +188,7 @@ def test_one_step_slowly_runs_its_stages_in_order_and_steps_once(open_window, qt
     stages, messages = [], []
     slow.stage_changed.connect(lambda name: (stages.append(name), messages.append(window.messages.message_text())))
     step = window.last_snapshot.step
-    with qtbot.waitSignal(slow.finished, timeout=20_000) as done:
+    with qtbot.waitSignal(slow.finished, timeout=60_000) as done:
         window.action_map["step_slowly"].trigger()
     assert done.args == [True]
     assert stages == ["draw", "weight", "arrows", "update", ""]
@@ -226,13 +226,13 @@ def test_the_histograms_parameters_are_chosen_in_a_dialog_and_a_bad_name_is_refu
     assert window.config.view.gradients_encoder == chosen and window.config.view.gradients_decoder == ""
     window.action_map["step"].trigger()
     wait_snapshot(qtbot, window, lambda s: bool(s.runs[0].gradients) and s.runs[0].gradients[0].parameter == chosen,
-                  timeout=20_000)
+                  timeout=60_000)
     messages = []
     window.messages.show_message = lambda text, *a, **k: messages.append(text)
     answers = iter([("no_such_parameter", True), ("", True)])
     window.action_map["gradient_parameters"].trigger()
-    qtbot.waitUntil(lambda: any("Refused" in m and "no_such_parameter" in m for m in messages), timeout=10_000)
-    qtbot.waitUntil(lambda: window.config.view.gradients_encoder == chosen, timeout=10_000)  # the running one
+    qtbot.waitUntil(lambda: any("Refused" in m and "no_such_parameter" in m for m in messages), timeout=60_000)
+    qtbot.waitUntil(lambda: window.config.view.gradients_encoder == chosen, timeout=60_000)  # the running one
 
 
 def test_the_view_menu_turns_q_star_and_the_gaps_off_and_on_live(open_window, qtbot):
@@ -240,12 +240,12 @@ def test_the_view_menu_turns_q_star_and_the_gaps_off_and_on_live(open_window, qt
     builds = window.controller.builds
     assert window.config.view.q_star and window.action_map["q_star"].isChecked()
     window.action_map["step"].trigger()
-    wait_snapshot(qtbot, window, lambda s: "amortisation_gap" in s.runs[0].metrics, timeout=20_000)
+    wait_snapshot(qtbot, window, lambda s: "amortisation_gap" in s.runs[0].metrics, timeout=60_000)
     window.action_map["q_star"].trigger()
     snap = wait_snapshot(qtbot, window, lambda s: all("amortisation_gap" not in r.metrics for r in s.runs))
     assert not window.config.view.q_star and not window.action_map["q_star"].isChecked()
     assert all(r.q_star_log_q is None for r in snap.runs)
     assert not any(p.gap_text.isVisible() for p in window.figure.posteriors)
     window.action_map["q_star"].trigger()
-    wait_snapshot(qtbot, window, lambda s: "amortisation_gap" in s.runs[0].metrics, timeout=20_000)
+    wait_snapshot(qtbot, window, lambda s: "amortisation_gap" in s.runs[0].metrics, timeout=60_000)
     assert window.config.view.q_star and window.controller.builds == builds, "live edits: no new session"

@@ -76,7 +76,7 @@ def test_a_click_on_a_thumbnail_picks_its_image(qtbot, figure, digits_snapshot):
     for i in (0, COLS + 5, COLS * ROWS - 1):  # thumbnail i of the page: column i % COLS, row i // COLS from the top
         r, c = divmod(i, COLS)
         x, y = c * (w + 1) + w / 2, (rows - 1 - r) * (h + 1) + h / 2
-        with qtbot.waitSignal(figure.observation_clicked, timeout=2000) as blocker:
+        with qtbot.waitSignal(figure.observation_clicked, timeout=12_000) as blocker:
             _click(figure, panel.plot.getViewBox(), x, y)
         assert blocker.args[0] == COLS * ROWS + i
     assert panel.index_at(w + 0.5, 0.5) is None  # the gap between two thumbnails
@@ -117,7 +117,7 @@ def test_a_click_on_the_manifold_shows_the_next_run(qtbot, figure, digits_snapsh
     assert panel.run_index == 0 and "IWAE" in panel.plot.titleLabel.text
     vb = panel.plot.getViewBox()
     _click(figure, vb, 0.0, 0.0)
-    qtbot.waitUntil(lambda: panel.run_index == 1, timeout=2000)
+    qtbot.waitUntil(lambda: panel.run_index == 1, timeout=12_000)
     assert "VAE" in panel.plot.titleLabel.text
     image = figure.grab_image(width=1600)
     assert image.width() == 1600

@@ -44,7 +44,7 @@ def test_the_window_trains_in_a_compute_process(open_window, qtbot, tmp_path):
     wait_snapshot(qtbot, window, lambda s: s.runs[1].k == 16)
     assert window.controller.builds == builds
 
-    with qtbot.waitSignal(window.files.session_saved, timeout=20_000):  # written by the process
+    with qtbot.waitSignal(window.files.session_saved, timeout=60_000):  # written by the process
         window.files.save_session(tmp_path / "s.vaesession")
     assert (tmp_path / "s.vaesession").stat().st_size > 0
 
@@ -64,7 +64,7 @@ def test_a_failed_build_in_the_process_keeps_the_session(open_window, qtbot, tmp
     broken = tmp_path / "broken.vaesession"
     broken.write_bytes(b"not a session")
     builds = window.controller.builds
-    with qtbot.waitSignal(window.error_shown, timeout=20_000) as error:
+    with qtbot.waitSignal(window.error_shown, timeout=60_000) as error:
         window.files.open_session(broken)
     assert "not a VAE Explorer session file" in error.args[0]
     assert window.controller.builds == builds and window.controller.engine.is_running

@@ -36,7 +36,7 @@ def test_the_scenes_steps_stop_training_and_continue_goes_on(open_window, qtbot)
     window = open_window(config_from_dict(tiny(steps=12)))
     assert window.controls.start_pause.text() == "Start"
     window.controller.start()
-    with qtbot.waitSignal(window.controller.state_changed, timeout=20_000,
+    with qtbot.waitSignal(window.controller.state_changed, timeout=60_000,
                           check_params_cb=lambda state: state == "paused"):
         pass
     snap = wait_snapshot(qtbot, window, lambda s: s.step >= 12)

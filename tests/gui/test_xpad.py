@@ -105,7 +105,7 @@ def test_a_drag_changes_x_obs_in_the_next_snapshot(open_window, qtbot):
     figure = window.figure
     before = window.last_snapshot
     vb = figure.data_panel.plot.getViewBox()
-    qtbot.waitUntil(lambda: vb.sceneBoundingRect().width() > 100, timeout=5000)  # laid out (gui/layout.py)
+    qtbot.waitUntil(lambda: vb.sceneBoundingRect().width() > 100, timeout=30_000)  # laid out (gui/layout.py)
     (x0, x1), (y0, y1) = vb.viewRange()
     target = (x0 + 0.15 * (x1 - x0), y0 + 0.85 * (y1 - y0))
     drag(figure, widget_pos(figure, *before.x_obs[:2]), widget_pos(figure, *target))

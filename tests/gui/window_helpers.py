@@ -27,7 +27,7 @@ def tiny(**changes: Any) -> dict[str, Any]:
     return raw
 
 
-def wait_snapshot(qtbot, window, condition, timeout=10_000, fresh=False):
+def wait_snapshot(qtbot, window, condition, timeout=60_000, fresh=False):
     """Wait until a drawn snapshot satisfies ``condition(snapshot)``; return that snapshot.
 
     ``fresh``: only a snapshot drawn from now on counts (queued snapshots are drawn only while
