@@ -128,7 +128,8 @@ def soak(steps: int, preset: str, timeout_s: float, warmup: int) -> dict:
     report: dict = {"preset": preset, "steps_asked": steps}
     python_threads_before = {t for t in threading.enumerate() if t.is_alive()}
     with private_settings():
-        window = MainWindow(load_preset(preset, [f"steps={steps}"]))  # the window pauses at a scene's steps
+        # the window pauses at a scene's steps: give it room past ours, so that it is still running at the end
+        window = MainWindow(load_preset(preset, [f"steps={2 * steps}"]))
         window.snapshot_shown.connect(frames.append)
         window.error_shown.connect(errors.append)
         window.resize(1500, 950)
