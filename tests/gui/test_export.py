@@ -15,27 +15,21 @@ import pytest
 from PySide6.QtGui import QImage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fake_snapshot import make_snapshot  # noqa: E402
+from fake_snapshot import make_snapshot
+from window_helpers import show  # noqa: E402
 
 from explorer.gui import export  # noqa: E402
-from explorer.gui.figure import Figure  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 HAS_SESSION = importlib.util.find_spec("explorer.core.session") is not None
 
 
 @pytest.fixture
-def figure(qtbot):
-    fig = Figure()
-    qtbot.addWidget(fig)
-    fig.resize(1200, 760)
-    snap = make_snapshot(n_runs=3, n=80, samples=200, history_len=40)
-    fig.update_snapshot(snap)
-    fig.show()
-    qtbot.waitExposed(fig)
-    fig.update_snapshot(snap)
-    yield fig
-    fig.close()
+def figure(figure, qtbot):
+    """conftest's Figure at 1200×760, showing a 3-run snapshot."""
+    figure.resize(1200, 760)
+    show(qtbot, figure, make_snapshot(n_runs=3, n=80, samples=200, history_len=40))
+    return figure
 
 
 def pixels(path: Path) -> np.ndarray:

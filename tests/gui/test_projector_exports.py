@@ -13,7 +13,8 @@ import pytest
 from PySide6.QtGui import QColor, QImage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fake_snapshot import make_snapshot  # noqa: E402
+from fake_snapshot import make_snapshot
+from window_helpers import show  # noqa: E402
 
 from explorer import cli  # noqa: E402
 from explorer.core.config import config_from_dict  # noqa: E402
@@ -31,17 +32,10 @@ TINY = {
 
 
 @pytest.fixture
-def figure(qtbot):
-    fig = Figure()
-    qtbot.addWidget(fig)
-    fig.resize(1400, 900)
-    snap = make_snapshot(n_runs=3, n=60, samples=100, history_len=40)
-    fig.update_snapshot(snap)
-    fig.show()
-    qtbot.waitExposed(fig)
-    fig.update_snapshot(snap)
-    yield fig
-    fig.close()
+def figure(figure, qtbot):
+    """conftest's Figure, showing a 3-run snapshot."""
+    show(qtbot, figure, make_snapshot(n_runs=3, n=60, samples=100, history_len=40))
+    return figure
 
 
 def rgb_of(image: QImage) -> np.ndarray:
