@@ -192,3 +192,16 @@ def pg_point(x: float, y: float):
     from PySide6.QtCore import QPointF
 
     return QPointF(x, y)
+
+
+def test_a_curve_panels_key_names_only_the_series_some_run_has(qtbot, figure):
+    """No "dashed: decoder θ" when θ is frozen (no run has snr_decoder); no amortisation gap with q* off."""
+    figure.update_snapshot(make_snapshot(missing=("snr_decoder", "amortisation_gap")))
+    assert "encoder φ" in figure.curves["snr"].keys_text and "decoder θ" not in figure.curves["snr"].keys_text
+    assert "KL(p‖q)" in figure.curves["kl"].keys_text and "amortisation" not in figure.curves["kl"].keys_text
+    snap = make_snapshot(missing=())
+    first = snap.runs[0].name
+    history = {**snap.history, first: {**snap.history[first], "amortisation_gap": snap.history[first]["kl_qp"]}}
+    figure.update_snapshot(dataclasses.replace(snap, history=history))  # one run has the gap's curve
+    assert "decoder θ" in figure.curves["snr"].keys_text
+    assert "amortisation gap" in figure.curves["kl"].keys_text and "amortisation gap" in figure.curves["kl"]._title

@@ -54,11 +54,9 @@ class CurvesPanel(Panel):
         self.ylabel = ylabel
         self._last: dict[tuple[int, str], tuple[int, float, float]] = {}
         self._floor: float | None = None
-        keys = [f"{_STYLE_WORD[pen]}: {word}" for _, pen, word in series] if len(series) > 1 else []
-        if kind == "bounds":
-            keys.append("dotted: exact log p(x)")
         self.title_text = title
-        self.keys_text = " · ".join(keys)
+        self._present = tuple(metric for metric, _, _ in series)  # the series some run has: their keys show
+        self.keys_text = self._keys_text()
 
         self.plot = plot = new_plot(self.name, log_y)
         plot.showGrid(x=True, y=True, alpha=theme.GRID_ALPHA)
@@ -140,6 +138,15 @@ class CurvesPanel(Panel):
         self._run_names: tuple[str, ...] = ()
         self.restyle_text(style)
 
+    def _keys_text(self) -> str:
+        """The line-style key of the series some run has (no "dashed: decoder θ" when θ is frozen, no
+        amortisation gap with view.q_star off)."""
+        shown = [(pen, word) for metric, pen, word in self.series if metric in self._present]
+        keys = [f"{_STYLE_WORD[pen]}: {word}" for pen, word in shown] if len(self.series) > 1 else []
+        if self.kind == "bounds":
+            keys.append("dotted: exact log p(x)")
+        return " · ".join(keys)
+
     def _title_html(self, style: Style) -> str:
         """Title, then the line-style key in small grey text, broken into lines if it does not fit."""
         if not self.keys_text:
@@ -177,6 +184,12 @@ class CurvesPanel(Panel):
     def update(self, snapshot: Snapshot) -> None:
         if len(self._run_names) != len(snapshot.runs):
             self._run_names = tuple(r.name for r in snapshot.runs)
+        present = tuple(metric for metric, _, _ in self.series
+                        if any(metric in snapshot.history.get(r.name, {}) for r in snapshot.runs))
+        if present != self._present:
+            self._present = present
+            self.keys_text = self._keys_text()
+            self._on_resized()
         for run in snapshot.runs:
             if run.index >= self.n_runs:
                 continue
