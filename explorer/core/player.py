@@ -305,7 +305,9 @@ class Player:
                 continue
             if busy and background < BACKGROUND_FRACTION * trained:
                 t0 = time.perf_counter()
-                changed |= self._background(session, BACKGROUND_SLICE_S)
+                fitted = self._background(session, BACKGROUND_SLICE_S)
+                # with a step cadence (a GIF's frames) a finished fit shows at the next cadence step
+                changed |= fitted and self.every_steps is None
                 background += time.perf_counter() - t0
             t_step = time.perf_counter()
             try:

@@ -277,3 +277,14 @@ def test_background_work_waits_while_x_is_dragged_and_runs_once_it_is_still(monk
         elif event.runs[0].q_star_log_q is not None:
             player.send("stop")
     assert calls  # the fit ran once x was still, and its q* was drawn
+
+
+def test_a_fit_that_finishes_between_cadence_steps_waits_for_the_next_one():
+    """A GIF's frames come exactly every N steps: a q* fit finishing in the background between two of them
+    shows in the next one instead of in a frame of its own."""
+    player = Player(Session(tiny()))
+    player.send("set_cadence", every_steps=7)
+    player.send("resume")
+    events = played(player, max_steps=210)
+    assert steps_of(events) == list(range(0, 211, 7))
+    assert any(e.runs[0].q_star_log_q is not None for e in events if isinstance(e, Snapshot)), "a fit finished"
