@@ -70,9 +70,11 @@ REFIT_STEPS = 100  # a learning decoder's q* is fitted again when it is this man
 # q* is fitted again when it is this many steps old (the panel's note says which step it is from)
 FLOW_REFIT_STEPS = 500
 # with θ frozen q* does not move, but of two equally good fits (mirror modes) the one beside q_φ is kept: a
-# fit made while q_φ was still at its start is made again, warm-started, once q_φ has settled
+# fit made while q_φ was still at its start is made again, warm-started, once q_φ has settled: at steps
+# 1000, 2000, 4000, 8000 … (each gap twice the last, so the fits' share of a long run's time goes to 0)
 SETTLED_REFIT_STEPS = 1000
 CACHE_SIZE = 64  # fits kept per run (most recently used)
+EPS_CACHE_SIZE = 16  # the L_K split's common ε, kept per (x, K): a view draws them no more
 K_OBJECTIVES = ("iwae", "miwae", "piwae", "dreg", "stl", "ciwae", "vr", "rws")  # the L_K split applies (K > 1)
 
 
@@ -350,10 +352,13 @@ def _drifting(run: Any) -> bool:
     return bool(run.theta) or run.train.encoder == "flow"
 
 
-def _refit_period(run: Any) -> int:
+def _refit_bucket(run: Any, step: int) -> int:
+    """Which refit period ``step`` falls in: a q* fitted in an earlier one is fitted again."""
     if run.train.encoder == "flow":
-        return FLOW_REFIT_STEPS
-    return REFIT_STEPS if _drifting(run) else SETTLED_REFIT_STEPS
+        return step // FLOW_REFIT_STEPS
+    if _drifting(run):
+        return step // REFIT_STEPS
+    return 0 if step < SETTLED_REFIT_STEPS else 1 + (step // SETTLED_REFIT_STEPS).bit_length() - 1
 
 
 def _x_key(x: Tensor) -> tuple[float, ...]:
@@ -383,6 +388,7 @@ class Amortiser:
         self._pending: dict[tuple[int, str], tuple[tuple, FitJob]] = {}  # (run, kind) -> ((slot, x), its fit)
         self._tried: dict[tuple, set[tuple[int, bool]]] = {}  # (slot, x) -> (refit bucket, restart) queued
         self._notes: dict[tuple, str] = {}  # (slot, x) -> why there is no q*
+        self._eps: dict[tuple, Tensor] = {}  # (x, K, z_dim, device) -> the L_K split's common ε
 
     def cancel(self) -> None:
         """Drop the fits that wait or run (view.q_star was turned off); finished ones stay cached."""
@@ -443,7 +449,7 @@ class Amortiser:
                 family.flow.load_state_dict(flow)
             slot, key = _slot(run, kind), _x_key(x)
             self._store(slot, key, self._make_star(psi.to(x.device), family, fitted, x))
-            self._tried.setdefault((slot, key), set()).add((fitted // _refit_period(run), False))
+            self._tried.setdefault((slot, key), set()).add((_refit_bucket(run, fitted), False))
 
     def star(self, run: Any, kind: str, x: Tensor) -> QStar | None:
         """The cached q* of a run (``ELBO`` or ``OWN``) at x, or None."""
@@ -559,8 +565,14 @@ class Amortiser:
             return log_mean_exp(decoder.log_joint(x, z) - log_q)[:, 0].double().cpu().numpy()
 
     def _eval_eps(self, key: tuple, k: int, x: Tensor, z_dim: int) -> Tensor:
-        gen = torch.Generator(device=x.device).manual_seed(derive(self.seed, "q* split", key, k))
-        return torch.randn((eval_groups(k), k, 1, z_dim), generator=gen, device=x.device)
+        """The common ε of the L_K split at x (derived from the seed, x and K; the last few kept)."""
+        slot = (key, k, z_dim, x.device)
+        if slot not in self._eps:
+            gen = torch.Generator(device=x.device).manual_seed(derive(self.seed, "q* split", key, k))
+            self._eps[slot] = torch.randn((eval_groups(k), k, 1, z_dim), generator=gen, device=x.device)
+            while len(self._eps) > EPS_CACHE_SIZE:
+                del self._eps[next(iter(self._eps))]
+        return self._eps[slot]
 
     def _bounds(self, star: QStar, run: Any, x: Tensor, key: tuple[float, ...], version: int,
                 k_split: bool) -> None:
@@ -580,15 +592,14 @@ class Amortiser:
         fits that are missing or stale are queued (or run at once, inline)."""
         key = _x_key(x)
         drifting = _drifting(run)
-        period = _refit_period(run)
-        bucket = step // period
+        bucket = _refit_bucket(run, step)
         cfg = run.cfg
         own = own_kind(cfg.objective)
         k_split = uses_k_split(cfg.objective, cfg.k) and cfg.k <= MAX_K
         stars: dict[str, QStar | None] = {}
         for kind in dict.fromkeys((ELBO, own)):
             star = self.star(run, kind, x)
-            if star is None or star.step // period != bucket:
+            if star is None or _refit_bucket(run, star.step) != bucket:
                 self._queue(run, kind, x, key, step, bucket, post_of, view.modes)
                 star = self.star(run, kind, x) or star
             stars[kind] = star

@@ -212,3 +212,28 @@ def test_view_q_star_off_fits_nothing_and_on_again_fits_at_once():
     view = session.snapshot().runs[0]
     assert view.q_star_log_q is not None and view.metrics["amortisation_gap"] >= -view.metrics["amortisation_gap_err"]
     assert session.config.view.q_star
+
+
+def test_with_the_decoder_frozen_q_star_is_fitted_again_at_doubling_steps():
+    """θ frozen, a Gaussian encoder: q* is fitted at the start and again at steps 1000, 2000, 4000, 8000 …
+    (to keep the fit beside q_φ once it has settled), so the fits' share of a long run's time goes to 0;
+    a learning decoder's q* is fitted every REFIT_STEPS, a flow's every FLOW_REFIT_STEPS."""
+    session = _session({"name": "bimodal", "n_data": 32}, [{"objective": "vae"}])
+    run = session.runs[0]
+    assert not run.theta and run.train.encoder == "gaussian"
+    buckets = [A._refit_bucket(run, s) for s in (0, 999, 1000, 1999, 2000, 3000, 3999, 4000, 7999, 8000, 16000)]
+    assert buckets == [0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 5]
+    learning = _session({"name": "bimodal", "n_data": 32, "learn_decoder": True}, [{"objective": "vae"}]).runs[0]
+    assert learning.theta
+    assert [A._refit_bucket(learning, s) for s in (0, 99, 100, 250)] == [0, 0, 1, 2]
+    flow = _session({"name": "bimodal", "n_data": 32}, [{"objective": "vae"}], encoder="flow").runs[0]
+    assert [A._refit_bucket(flow, s) for s in (0, 499, 500, 1200)] == [0, 0, 1, 2]
+
+
+def test_fits_with_the_decoder_frozen_happen_only_at_the_refit_steps():
+    session = _session({"name": "bimodal", "n_data": 32}, [{"objective": "vae"}], view={**VIEW, "log_every": 500})
+    fitted = []
+    store = session._amortiser._store
+    session._amortiser._store = lambda slot, key, star: (fitted.append(star.step), store(slot, key, star))[1]
+    session.step(3500)
+    assert fitted == [0, 1000, 2000]  # not at 1500, 2500, 3000 or 3500: the next is at 4000

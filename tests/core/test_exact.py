@@ -463,3 +463,30 @@ def test_kl_pq_through_a_thin_gap_in_q():
     assert within(quick.value, quick.err, truth) and not quick.exact
     refined = exact.kl_pq_refined(post, log_f, log_q, 0.3 * exact.tolerance(truth))
     assert within(refined.value, refined.err, truth) and refined.exact, (refined, truth)
+
+
+def test_float32_rounding_alone_does_not_send_q_side_to_the_adaptive_rule():
+    """A broad q far from a sharp bimodal posterior: E_q[log q − f] is in the thousands, and on float32
+    evaluations the two Gauss–Hermite rules differ by float32's rounding, above the 1e-4 goal. The
+    adaptive rule, on the same float32 evaluations, could not do better (it took ~9 ms a view): q_side keeps
+    the Gauss–Hermite value, and its error (the rules' difference plus the rounding) covers the float64
+    truth (f is a polynomial in ε, which the 20-point rule integrates exactly)."""
+    x = np.array([1.2, 0.5])
+    log_f = model_log_f("bimodal", {"sigma": 0.3}, x)
+    log_q, image = gauss_q([0.3, 0.0], [6.0, 6.0])
+    f32 = np.finfo(np.float32)
+
+    def q_map(eps):
+        z = image(eps)
+        return log_q(z).astype(np.float32).astype(float), log_f(z).astype(np.float32).astype(float)
+
+    lq, f = q_map(exact.GH_EPS)
+    h, n = lq - f, len(exact.GH_FINE[1])
+    assert abs(exact.GH_FINE[1] @ h[:n] - exact.GH_CHECK[1] @ h[n:]) > exact.EPS_GOAL  # the premise
+    side = exact.q_side(lq, f, q_map, np.random.default_rng(0), f_eps=float(f32.eps))
+    assert side.nodes == len(exact.GH_EPS)  # no adaptive fallback
+    z = image(exact.GH_FINE[0])
+    truth = float(exact.GH_FINE[1] @ (log_q(z) - log_f(z)))
+    assert abs(truth) > 1e3
+    assert within(side.neg_elbo.value, side.neg_elbo.err, truth), (side.neg_elbo, truth)
+    assert exact.is_exact(side.neg_elbo.value, side.neg_elbo.err)
