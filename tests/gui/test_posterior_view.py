@@ -83,7 +83,7 @@ def test_the_reason_line_wraps_and_is_never_cut_short(qtbot, figure):
     base = make_snapshot(n_runs=4, n=60, samples=50)
     reason = "posterior mass beyond the search region"
     snap = _with_view(base, (-2.0, 2.0, -2.0, 2.0), approximate=reason)
-    figure.resize(700, 500)  # four narrow panels
+    figure.resize(1000, 700)  # four narrow panels
     _show(qtbot, figure, snap)
     for panel in figure.posteriors:
         text = panel.warning_text.toPlainText()
@@ -104,16 +104,40 @@ def test_the_gap_numbers_wrap_inside_a_narrow_view(qtbot, figure):
             "amortisation_gap_k": 0.49, "amortisation_gap_k_err": 0.30}
     runs = tuple(dataclasses.replace(r, metrics={**r.metrics, **gaps}) for r in base.runs)
     snap = _with_view(dataclasses.replace(base, runs=runs), (-2.0, 2.0, -2.0, 2.0))
-    figure.resize(700, 500)  # four narrow panels
+    figure.resize(1000, 700)  # four narrow panels
     _show(qtbot, figure, snap)
     for panel in figure.posteriors:
         text = panel._gaps  # what was set (toPlainText turns the no-break spaces into spaces)
-        assert "L_K gap" in text and "±" in text
+        assert "L_K" in text and "±" in text and "approx." in text and "amort." in text
         assert all("±" not in line or "\u00a0±\u00a0" in line for line in text.split("\n"))  # never split
         x0, x1, _, _ = panel.view_rect()
         width = (x1 - x0) / panel._pixel_size()[0]
         metrics = QFontMetricsF(panel.gap_text.textItem.font())
         assert all(metrics.horizontalAdvance(line) <= width for line in text.split("\n") if " " in line)
+
+
+@pytest.mark.parametrize(("size", "talk"), [((700, 500), False), ((1280, 720), True), ((1600, 1000), False)])
+def test_the_gap_box_never_covers_much_of_the_view(qtbot, figure, size, talk):
+    """At 1280×720 in talk style the full box (two gaps, wrapped, and the line explaining q*) covered the
+    whole of a 180-px posterior view. It covers at most GAP_BOX_SHARE of the view's height: compact, then
+    in a smaller font; a large view keeps the full text."""
+    base = make_snapshot(n_runs=3, n=60, samples=50)
+    gaps = {"approximation_gap": 0.71, "approximation_gap_err": 1e-4, "amortisation_gap": 40.77,
+            "amortisation_gap_err": 1e-3, "approximation_gap_k": 0.07, "approximation_gap_k_err": 0.03,
+            "amortisation_gap_k": -0.06, "amortisation_gap_k_err": 0.03}
+    runs = tuple(dataclasses.replace(r, metrics={**r.metrics, **gaps}) for r in base.runs)
+    snap = _with_view(dataclasses.replace(base, runs=runs), (-2.0, 2.0, -2.0, 2.0))
+    figure.set_presentation(talk)
+    figure.resize(*size)
+    _show(qtbot, figure, snap)
+    for panel in figure.posteriors:
+        _, _, y0, y1 = panel.view_rect()
+        view_h = (y1 - y0) / panel._pixel_size()[1]
+        if panel.gap_text.isVisible():
+            box_h = panel.gap_text.textItem.boundingRect().height()
+            assert box_h <= 0.45 * view_h, (size, talk, box_h, view_h, panel._gaps)
+    if size == (1600, 1000):
+        assert all("q* = the best q for this x alone" in p._gaps for p in figure.posteriors)
 
 
 def test_wrap_lines_breaks_at_spaces():

@@ -104,3 +104,34 @@ def test_a_figure_too_small_for_any_arrangement_still_gets_a_plan():
     for fold in (True, False):
         small = layout.plan(320, 200, 3, layout.Metrics(), fold=fold)
         assert small.side >= 1.0 and small.per_row >= 1
+
+
+@pytest.mark.parametrize(("size", "talk"), [((1024, 768), False), ((1280, 720), True), ((1920, 1080), False)])
+def test_the_data_panels_title_fits_its_width(three_runs, size, talk):
+    """The data panel's two-line title is centred: its hint ("drag ★ anywhere · click a point to snap ·
+    arrows nudge") was wider than the panel at 1024×768 and in talk style at 1280×720, and both lines were
+    cut off at the figure's left edge. A shorter hint is used where the full one does not fit."""
+    three_runs.set_presentation(talk)
+    settle(three_runs, *size)
+    panel = three_runs.figure.data_panel
+    title = panel.plot.titleLabel.item.boundingRect().width()
+    assert title <= panel.plot.width(), (title, panel.plot.width())
+    assert "drag ★" in panel.plot.titleLabel.text
+    if size == (1920, 1080):
+        assert "click a point to snap" in panel.plot.titleLabel.text
+
+
+@pytest.mark.parametrize(("size", "talk"), [((1024, 768), True), ((1920, 1080), False)])
+def test_the_snr_floor_label_fits_its_panel(three_runs, size, talk):
+    """"estimation floor 0.8/√R (R = 4)" ran off the SNR panel's right edge in talk style at 1024 px: a
+    shorter form is used where the full one does not fit."""
+    three_runs.set_presentation(talk)
+    settle(three_runs, *size)
+    panel = three_runs.figure.curves["snr"]
+    line = panel.floor_line
+    assert line.isVisible()
+    text = line.label.textItem.toPlainText()
+    assert text.startswith(("estimation floor", "floor"))
+    assert line.label.boundingRect().width() <= panel.plot.getViewBox().width()
+    if size == (1920, 1080):
+        assert text == "estimation floor 0.8/√R (R = 4)"

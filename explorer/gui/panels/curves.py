@@ -126,6 +126,7 @@ class CurvesPanel(Panel):
                 self.bands[i] = (lower, upper, band)
 
         self.floor_line: pg.InfiniteLine | None = None
+        self._replicates, self._floor_label = 0, ""  # the floor's R and the form of its label shown
         if kind == "snr":
             self.floor_line = pg.InfiniteLine(angle=0, movable=False, label="estimation floor 0.8/√R",
                                               labelOpts={"position": 0.02, "anchors": [(0, 0), (0, 0)],
@@ -173,6 +174,21 @@ class CurvesPanel(Panel):
         if title != self._title:
             self._title = title
             theme.set_title(self.plot, title, self.style)
+        self._set_floor_label()
+
+    def _set_floor_label(self) -> None:
+        """The SNR floor's label, the longest form that fits the view (it ran off a narrow panel's right
+        edge in talk style at 1024 px)."""
+        if self.floor_line is None or not self.floor_line.isVisible():
+            return
+        r = self._replicates
+        forms = (f"estimation floor 0.8/√R (R = {r})", f"floor 0.8/√R (R = {r})", "floor 0.8/√R")
+        metrics = QFontMetricsF(self.floor_line.label.textItem.font())
+        room = self.plot.getViewBox().width() - 12.0
+        text = next((f for f in forms if metrics.horizontalAdvance(f) <= room), forms[-1])
+        if text != self._floor_label:
+            self._floor_label = text
+            self.floor_line.label.setFormat(text)
 
     def restyle_text(self, style: Style) -> None:
         self.zoom_note.setFont(style.font(theme.BASE_FONT_PT - 2))
@@ -180,6 +196,8 @@ class CurvesPanel(Panel):
         theme.style_plot(self.plot, style, "step", self.ylabel, self._title)
         if self.floor_line is not None:
             self.floor_line.label.setFont(style.font(theme.BASE_FONT_PT - 1))
+            self._floor_label = ""
+            self._set_floor_label()
 
     def update(self, snapshot: Snapshot) -> None:
         if len(self._run_names) != len(snapshot.runs):
@@ -206,8 +224,8 @@ class CurvesPanel(Panel):
                 if floor is not None and math.isfinite(floor) and floor > 0:
                     self.floor_line.show()  # the label only reformats while visible
                     self.floor_line.setPos(math.log10(floor))
-                    self.floor_line.label.setFormat(
-                        f"estimation floor 0.8/√R (R = {snapshot.snr_replicates})")
+                    self._replicates, self._floor_label = snapshot.snr_replicates, ""
+                    self._set_floor_label()
                 else:
                     self.floor_line.hide()
         if self._y_dirty and not self._user_zoomed and self.kind != "ess":

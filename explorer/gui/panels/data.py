@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QPointF, Qt, Signal
+from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QGraphicsItem
 
 from explorer.core.snapshot import Snapshot
@@ -62,6 +63,12 @@ class _LineMarker(_Nudged, pg.InfiniteLine):
         self._take_keys()
 
 
+HINTS_2D = ("drag ★ anywhere · click a point to snap · arrows nudge", "drag ★ · click a point · arrows nudge",
+            "drag ★ · click a point")
+HINTS_1D = ("drag the line · click to pick the nearest x · arrows nudge", "drag the line · click an x · arrows nudge",
+            "drag the line · click an x")
+
+
 class DataPanel(QObject):
     """The data set in x-space (scatter for 2-D x, histogram for 1-D x) with x_obs highlighted. A click
     picks the nearest data point (2-D: within a few pixels; 1-D: nearest in x) and emits its index; a drag
@@ -111,6 +118,8 @@ class DataPanel(QObject):
         self.obs_marker.sigPositionChanged.connect(self._on_marker_moved)
         self.obs_marker.sigPositionChangeFinished.connect(self._on_marker_moved)
         self.obs_marker.on_nudge = self.nudge
+        self._hint = ""
+        plot.geometryChanged.connect(self._on_resized)
         self.restyle_text(style)
 
     @property
@@ -128,9 +137,20 @@ class DataPanel(QObject):
             theme.style_plot(self.plot, style, "x", "count", self._title())
             self.obs_line.label.setFont(style.font(theme.BASE_FONT_PT - 1, bold=True))
 
+    def _on_resized(self) -> None:
+        if self._fitting_hint() != self._hint:
+            theme.set_title(self.plot, self._title(), self.style)
+
+    def _fitting_hint(self) -> str:
+        """The longest hint that fits the panel's width (the title is centred: a wider one was cut off at
+        the figure's left edge in a narrow panel, e.g. 1024 px or talk style at 1280 px)."""
+        hints = (HINTS_2D if self.x_dim >= 2 else HINTS_1D)
+        metrics = QFontMetricsF(self.style.font(theme.BASE_FONT_PT - 1))
+        room = self.plot.width() - 12.0
+        return next((h for h in hints if metrics.horizontalAdvance(h) <= room), hints[-1])
+
     def _title(self) -> str:
-        hint = ("drag ★ anywhere · click a point to snap · arrows nudge" if self.x_dim >= 2
-                else "drag the line · click to pick the nearest x · arrows nudge")
+        self._hint = hint = self._fitting_hint()
         if self._obs is None and self._x_obs is not None:
             obs = "x_obs = (" + ", ".join(f"{v:.2f}" for v in self._x_obs[:2]) + ")"
         else:

@@ -22,6 +22,7 @@ from .base import (MAX_MODE_LABELS, SIGMA_LEVELS, Contourer, err_digits, new_plo
 Box = tuple[float, float, float, float]  # (z1_min, z1_max, z2_min, z2_max)
 FOLLOW_FILL = 0.5  # the view changes when what it should show fills less than this in both directions...
 FOLLOW_MARGIN = 0.1  # ...or leaves it; a new view has this margin on each side, so it does not jitter
+GAP_BOX_SHARE = 0.4  # the q* gap box covers at most this share of the view's height
 MODE_MASS_LOG = -4.5  # log p − its peak at the 3σ contour: a mode label covers no mass above this
 #: the mode labels' font sizes (points before the style's scale) and layouts, tried in turn until all fit
 MODE_LABEL_FONTS = ((theme.BASE_FONT_PT - 1, False), (theme.BASE_FONT_PT - 1, True),
@@ -228,7 +229,7 @@ class PosteriorPanel(Panel):
         if self._run is not None:  # text placement depends on the pixel size
             self._set_title(self._run)
             self._set_warning(self._run)
-            self._set_gaps(self.gaps_text(self._run))
+            self._set_gaps(self._run)
         self._place_overlays()
 
     def _on_user_zoom(self, *_):
@@ -256,7 +257,8 @@ class PosteriorPanel(Panel):
         self.diverged_text.setFont(style.font(theme.BASE_FONT_PT + 5, bold=True))
         self.warning_text.setFont(style.font(theme.BASE_FONT_PT - 1.5))
         self.pin_text.setFont(style.font(theme.BASE_FONT_PT - 2))
-        self.gap_text.setFont(style.font(theme.BASE_FONT_PT - 1.5))
+        self._gap_fonts = (style.font(theme.BASE_FONT_PT - 1.5), style.font(theme.BASE_FONT_PT - 3.5))
+        self.gap_text.setFont(self._gap_fonts[0])
         self.arrows.restyle_text(style)
         if self._run is not None:
             self._title = ""
@@ -264,7 +266,7 @@ class PosteriorPanel(Panel):
             self._warning = ""
             self._set_warning(self._run)
             self._gaps = ""
-            self._set_gaps(self.gaps_text(self._run))
+            self._set_gaps(self._run)
 
     def title_html(self, run: RunView) -> str:
         """Run name in its colour, then the live exact numbers with their error where it shows (≈ marks
@@ -403,7 +405,7 @@ class PosteriorPanel(Panel):
         if len(modes) < 2:  # one basin: the title's KLs say it all
             modes = []
         key = (tuple((md.center, md.p_mass, md.q_mass) for md in modes), self.view_rect(), self._post_version,
-               self.plot.getViewBox().size().toTuple(), self.style.font_scale)
+               self.plot.getViewBox().size().toTuple(), self.style.font_scale, self._gap_rect())
         if key == self._mode_key:
             return
         self._mode_key = key
@@ -443,7 +445,8 @@ class PosteriorPanel(Panel):
         and whether every label found a spot off the others' mass."""
         px, py = self._pixel_size()
         centers = [md.center for md in modes]
-        taken: list[tuple[float, float, float, float]] = []
+        gap_box = self._gap_rect()  # the q* gap box (top right) is no place for a label either
+        taken: list[tuple[float, float, float, float]] = [gap_box] if gap_box is not None else []
         spots: list[tuple[float, float]] = [(0.0, 0.0)] * len(modes)
         clean = True
         for i in sorted(range(len(modes)), key=lambda j: -modes[j].p_mass):
@@ -626,6 +629,7 @@ class PosteriorPanel(Panel):
                                                             style=theme.DASHED))
         self.gap_text = pg.TextItem(anchor=(1.0, 0.0), color=theme.FOREGROUND, fill=pg.mkBrush(255, 255, 255, 200))
         self.gap_text.setZValue(15)
+        self._gap_fonts: tuple = ()  # the style's font for the gap box and a smaller one (restyle_text)
         self.gap_text.hide()
         self.plot.addItem(self.gap_text)
 
@@ -638,39 +642,67 @@ class PosteriorPanel(Panel):
                     item.setData([], [])
             else:
                 self._set_contours(self.q_star_lines, self._grid_box(snapshot, run.q_star_box), *q)
-        self._set_gaps(self.gaps_text(run))
+        self._set_gaps(run)
         self._place_gaps()
 
-    def _set_gaps(self, text: str) -> None:
+    def _set_gaps(self, run: RunView) -> None:
         """The gap numbers, broken at spaces to fit the view's width (a narrow panel, a talk style): the
-        box is anchored top right, so an unbroken line would run off the view's left edge."""
-        x0, x1, _, _ = self.view_rect()
-        width_px = max(60.0, (x1 - x0) / self._pixel_size()[0] - 10)
-        metrics = QFontMetricsF(self.gap_text.textItem.font())
-        gaps = "\n".join(wrap_lines(text.split("\n"), metrics, width_px)) if text else ""
-        if gaps != self._gaps:
+        box is anchored top right, so an unbroken line would run off the view's left edge. The box covers
+        at most GAP_BOX_SHARE of the view's height: where the full text would cover more (a small view,
+        a large talk font), the compact text, then the compact text in a smaller font; where even that
+        does not fit, no box (the gaps are in the KL panel and summary.json)."""
+        x0, x1, y0, y1 = self.view_rect()
+        sx, sy = self._pixel_size()
+        width_px, height_px = max(60.0, (x1 - x0) / sx - 10), (y1 - y0) / sy
+        fonts = self._gap_fonts or (self.gap_text.textItem.font(),) * 2
+        gaps, font = "", fonts[0]
+        for text, font in ((self.gaps_text(run), fonts[0]), (self.gaps_text(run, compact=True), fonts[0]),
+                           (self.gaps_text(run, compact=True), fonts[1])):
+            if not text:
+                break
+            metrics = QFontMetricsF(font)
+            lines = wrap_lines(text.split("\n"), metrics, width_px)
+            if len(lines) * metrics.lineSpacing() <= GAP_BOX_SHARE * height_px:
+                gaps = "\n".join(lines)
+                break
+        if gaps != self._gaps or font != self.gap_text.textItem.font():
             self._gaps = gaps
+            self.gap_text.setFont(font)
             self.gap_text.setText(gaps)
             self.gap_text.setVisible(bool(gaps))
 
     @staticmethod
-    def gaps_text(run: RunView) -> str:
+    def gaps_text(run: RunView, compact: bool = False) -> str:
         """log p(x) − ELBO split at q* (dashed): approximation + amortisation gap, with errors; for a
-        K-particle run also the split of L_K (± its Monte Carlo standard error); or what q* is doing."""
+        K-particle run also the split of L_K (± its Monte Carlo standard error); or what q* is doing.
+        ``compact``: the same numbers under one heading line, without the explanation of q*."""
         m = run.metrics
-        lines = []
+        parts = []
         if "amortisation_gap" in m:
-            lines.append(f"ELBO gap: approx. {err_digits(m.get('approximation_gap'), m.get('approximation_gap_err'))}"
-                         f" + amort. {err_digits(m.get('amortisation_gap'), m.get('amortisation_gap_err'))}")
+            parts.append(("ELBO", err_digits(m.get("approximation_gap"), m.get("approximation_gap_err")),
+                          err_digits(m.get("amortisation_gap"), m.get("amortisation_gap_err"))))
         if "amortisation_gap_k" in m:
-            lines.append(f"L_K gap: approx. {err_digits(m.get('approximation_gap_k'), m.get('approximation_gap_k_err'))}"
-                         f" + amort. {err_digits(m.get('amortisation_gap_k'), m.get('amortisation_gap_k_err'))}")
+            parts.append(("L_K", err_digits(m.get("approximation_gap_k"), m.get("approximation_gap_k_err")),
+                          err_digits(m.get("amortisation_gap_k"), m.get("amortisation_gap_k_err"))))
+        if compact:
+            lines = (["gap = approx. + amort."] if parts else []) + [f"{b} {a} + {c}" for b, a, c in parts]
+        else:
+            lines = [f"{b} gap: approx. {a} + amort. {c}" for b, a, c in parts]
         lines = [line.replace(" ± ", "\u00a0±\u00a0") for line in lines]  # a value and its error stay on one line
         if run.q_star_note:
-            lines.append(f"q* (dashed): {run.q_star_note}" if not lines else run.q_star_note)
-        elif lines:
+            lines.append(f"q* (dashed): {run.q_star_note}" if not parts else run.q_star_note)
+        elif parts and not compact:
             lines.append("q* = the best q for this x alone (dashed)")
         return "\n".join(lines)
+
+    def _gap_rect(self) -> tuple[float, float, float, float] | None:
+        """Where the gap box is, in view units (x0, x1, y0, y1); None when it is hidden."""
+        if not self._gaps:
+            return None
+        rect = self.gap_text.boundingRect()  # pixels, anchored at its top right corner
+        px, py = self._pixel_size()
+        x, y = self.gap_text.pos().x(), self.gap_text.pos().y()
+        return (x - rect.width() * px, x, y - rect.height() * py, y)
 
     def _place_gaps(self) -> None:
         """Top right, below the pin note and the arrows' scale note where they show."""
