@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .errors import ConfigError
-from .problems import mlp, std_normal_log_prob
+from .problems import mlp, std_normal_log_prob, sum_last
 
 LOG_STD_MIN, LOG_STD_MAX = -7.0, 3.0
 
@@ -85,11 +85,11 @@ class _DiagConditional(Conditional):
 
 
 def _diag_rsample(mean: Tensor, log_std: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-    return mean + torch.exp(log_std) * eps, std_normal_log_prob(eps) - log_std.sum(-1)
+    return mean + torch.exp(log_std) * eps, std_normal_log_prob(eps) - sum_last(log_std)
 
 
 def _diag_log_prob(mean: Tensor, log_std: Tensor, z: Tensor) -> Tensor:
-    return std_normal_log_prob((z - mean) * torch.exp(-log_std)) - log_std.sum(-1)
+    return std_normal_log_prob((z - mean) * torch.exp(-log_std)) - sum_last(log_std)
 
 
 class DiagGaussianEncoder(Encoder):

@@ -28,9 +28,17 @@ def log_normal(x: Tensor, mean: Tensor, log_std: Tensor | float) -> Tensor:
     return -0.5 * (((x - mean) * torch.exp(-log_std)) ** 2) - log_std - 0.5 * LOG_2PI
 
 
+def sum_last(t: Tensor) -> Tensor:
+    """``t.sum(-1)``, bit for bit. A last axis of length 2 (the latent here) is summed as t₀ + t₁: torch's
+    reduction over an inner axis of 2 costs ~17 µs at [64, 64, 2], the addition ~4 µs."""
+    if t.shape[-1] == 2:
+        return torch.add(*t.unbind(-1))
+    return t.sum(-1)
+
+
 def std_normal_log_prob(z: Tensor) -> Tensor:
     """log N(z; 0, I) summed over the last axis."""
-    return -0.5 * (z**2).sum(-1) - 0.5 * z.shape[-1] * LOG_2PI
+    return -0.5 * sum_last(z**2) - 0.5 * z.shape[-1] * LOG_2PI
 
 
 class Decoder(nn.Module):
@@ -63,7 +71,7 @@ class GaussianLikDecoder(Decoder):
         raise NotImplementedError
 
     def log_lik(self, x: Tensor, z: Tensor) -> Tensor:
-        return log_normal(x, self.lik_mean(z), self.lik_log_std()).sum(-1)
+        return sum_last(log_normal(x, self.lik_mean(z), self.lik_log_std()))
 
     def sample_x(self, z: Tensor, generator: torch.Generator) -> Tensor:
         mean = self.lik_mean(z)

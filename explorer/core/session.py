@@ -36,6 +36,7 @@ from .heldout import HELDOUT_METRICS, HeldOutEvaluation
 from .history import ROW_COLUMNS, MetricHistory
 from .models import Encoder, make_encoder
 from .objectives import OBJECTIVES, compute_losses, draw
+from .optim_step import adam_step
 from .problems import Decoder, Problem, make_problem
 from .rendering import render as _render
 from .sanity import assess_run
@@ -378,7 +379,7 @@ class Session:
             return
         for p, g in zip(params, grads):
             p.grad = g
-        run.optimizer.step()
+        adam_step(run.optimizer)
 
     def _probe_snr(self, batch: Tensor) -> None:
         view = self.config.view
