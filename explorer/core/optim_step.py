@@ -12,6 +12,7 @@ first step, which creates the state), hooks, or a torch whose private kernel dif
 from __future__ import annotations
 
 import torch
+from torch.optim import optimizer as _optimizer_module  # the global step hooks live there
 
 _STATE_KEYS = ("exp_avg", "exp_avg_sq", "step")
 _kernel_ok = hasattr(torch, "_fused_adam_")  # cleared for good if the kernel ever refuses a call
@@ -25,9 +26,8 @@ def _plain_fused(group: dict) -> bool:
 
 
 def _has_hooks(optimizer: torch.optim.Optimizer) -> bool:
-    from torch.optim import optimizer as module  # the global hooks live there
     return bool(optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
-                or module._global_optimizer_pre_hooks or module._global_optimizer_post_hooks)
+                or _optimizer_module._global_optimizer_pre_hooks or _optimizer_module._global_optimizer_post_hooks)
 
 
 def _group_buffers(optimizer: torch.optim.Optimizer, group: dict) -> tuple[list, ...] | None:

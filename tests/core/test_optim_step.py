@@ -15,14 +15,6 @@ from explorer.core.optim_step import adam_step
 from explorer.core.problems import sum_last
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _model(seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
@@ -136,3 +128,19 @@ def test_sum_last_is_sum_bit_for_bit_values_and_grads(n):
     (va * w).sum().backward()
     (vb * w).sum().backward()
     assert torch.equal(a.grad, b.grad)
+
+
+def test_global_step_hooks_are_still_called():
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+    model = _model(0)
+    opt = _optimizer(model)
+    seen = []
+    handle = register_optimizer_step_post_hook(lambda o, a, k: seen.append(o))
+    try:
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            model(torch.ones(4, 3)).sum().backward()
+            adam_step(opt)
+    finally:
+        handle.remove()
+    assert seen == [opt] * 3
