@@ -45,6 +45,7 @@ NEGLIGIBLE = 45.0  # nats: a node whose weight is this far below the total is dr
 EPS_C = 8.0  # the ε-square [−c, c]²: N(0, I) puts 2.5e-15 outside it
 EPS_GOAL = 1e-4  # absolute error goal (nats) for E_q[log q − f] (float32 evaluation leaves ~1e-5 of noise)
 EPS_MAX_NODES = 16_000
+EPS_REFINE_NODES = 4 * EPS_MAX_NODES  # for a KL(q‖p) the first budget left outside its tolerance (a flow's q)
 KL_REFINE_NODES = 20_000  # extra nodes KL(p‖q) may spend where log q is irregular (a flow's thin gaps)
 TAIL_SAMPLES = 64
 
@@ -275,14 +276,15 @@ GH_EPS = np.concatenate([GH_FINE[0], GH_CHECK[0]])  # the nodes q_side needs h a
 
 
 def q_side(log_q: np.ndarray, f: np.ndarray, q_map: QMap, rng: np.random.Generator, goal: float = EPS_GOAL,
-           f_eps: float = 0.0) -> QSide:
+           f_eps: float = 0.0, max_nodes: int | None = None) -> QSide:
     """E_q[log q − f] = ∫ N(ε) h(T_φ(ε)) dε, h = log q − f, from log q and f at the images of ``GH_EPS``.
 
     First the 20 × 20 Gauss–Hermite rule, checked against the 14 × 14 one (exact alike for polynomials of
     degree ≤ 27 in ε, such as every Gaussian q against a polynomial log p(x, z)); their difference is the
     error estimate. Where it exceeds ``goal`` (plus the two rules' rounding), adaptive Gauss–Kronrod cubature over ε ∈ [−c, c]² through
     ``q_map``, plus P(ε outside)·mean(h) over exact conditional tail draws, whose standard error joins
-    the error. ``f_eps`` (the evaluation's relative precision) adds f_eps·E_q[|log q| + |f|]."""
+    the error. ``f_eps`` (the evaluation's relative precision) adds f_eps·E_q[|log q| + |f|]. ``max_nodes``
+    caps the adaptive rule (``EPS_MAX_NODES`` by default; a caller refining for a tighter number passes more)."""
     h = log_q - f
     n_fine = len(GH_FINE[1])
     if not np.all(np.isfinite(h)):
@@ -293,7 +295,7 @@ def q_side(log_q: np.ndarray, f: np.ndarray, q_map: QMap, rng: np.random.Generat
     # the evaluation's noise, which the adaptive rule (on the same float32 evaluations) cannot reduce
     if abs(fine - check) <= goal + 2.0 * rounding:
         return QSide(Estimate(fine, abs(fine - check) + rounding), len(h), "")
-    return _q_side_adaptive(q_map, rng, goal, rounding)
+    return _q_side_adaptive(q_map, rng, goal, rounding, max_nodes=EPS_MAX_NODES if max_nodes is None else max_nodes)
 
 
 def _q_side_adaptive(q_map: QMap, rng: np.random.Generator, goal: float, rounding: float, c: float = EPS_C,
